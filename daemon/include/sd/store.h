@@ -1,0 +1,90 @@
+/* store.h - the daemon's SQLite store: per-field last-writer-wins merge,
+ * per-origin committed sequences, the hash-chained audit log, the loser
+ * ledger, peers and sync sessions. Synchronous and single-threaded: the
+ * writer thread (writer.h) owns the read-write handle; sitesync-admin and
+ * WELCOME lookups use read-only handles (WAL lets them run beside it). */
+#ifndef SD_STORE_H
+#define SD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/envelope.h"
+#include "proto/ident.h"
+#include "proto/msg.h"
+
+typedef struct sd_store sd_store; /* opaque */
+
+typedef struct sd_store_config {
+    const char *path;          /* database file */
+    int readonly;              /* 1: open read-only (admin, WELCOME lookups) */
+    int64_t skew_tolerance_ms; /* changes stamped further ahead are refused (default 300000) */
+    int busy_timeout_ms;       /* default 5000 */
+} sd_store_config;
+
+/* Opens (creating and migrating the schema when read-write): WAL mode,
+ * synchronous=FULL, foreign keys on. Returns 0 with *out, or SS_EDB / SS_EIO
+ * with a message in errbuf. */
+int sd_store_open(const sd_store_config *cfg, sd_store **out, char *errbuf, size_t errcap);
+void sd_store_close(sd_store *s);
+
+/* Who delivered an envelope, from the verified certificate. */
+typedef struct sd_peer {
+    ss_ident ident;           /* node, role, sites of the delivering peer */
+    char fingerprint[65];     /* SHA-256 of the certificate DER, hex */
+    char serial[41];          /* certificate serial, hex */
+    char addr[64];            /* "ip:port" */
+    char path[256];           /* "direct", or "via <relay>[,<relay>...]" */
+    int64_t session_id;       /* from sd_store_session_begin, 0 if none */
+} sd_peer;
+
+/* Counts for one envelope (or a session). */
+typedef struct sd_counts {
+    uint64_t received, applied, superseded, duplicate, rejected;
+} sd_counts;
+
+/* Result of applying one envelope. */
+typedef struct sd_result {
+    int code;          /* 0: accepted (maybe with per-change rejects); else
+                        * SS_EGAP, SS_ETAMPER, SS_EFORBIDDEN, SS_EPROTO, ...
+                        * meaning nothing of the envelope was applied */
+    char message[160];
+    uint64_t committed; /* origin's committed seq after this envelope */
+    uint64_t resume;    /* with SS_EGAP: the next seq the daemon expects */
+    sd_counts counts;
+    int nrejects;       /* per-change refusals (sequence still advanced) */
+    ss_reject *rejects; /* ss_malloc'd; free with sd_result_free */
+} sd_result;
+void sd_result_free(sd_result *r);
+
+/* Transactions: the writer groups many envelopes into one. */
+int sd_store_begin(sd_store *s);
+int sd_store_commit(sd_store *s);   /* durable when it returns 0 */
+int sd_store_rollback(sd_store *s);
+
+/* Applies one envelope inside the open transaction (a savepoint of its own,
+ * so a refused envelope leaves the transaction as it was). Checks, in order:
+ * body structure, sequence (duplicate range: re-acknowledged, not re-applied,
+ * audited as duplicate; same seq with different content: SS_ETAMPER; gap:
+ * SS_EGAP with resume), authorization of each change's site against the
+ * peer (gateway: its own node must be the origin and the site in its
+ * certificate; relay: the site in its certificate), clock skew, schema; then
+ * merges each valid change per field by (hlc, origin), records losers,
+ * writes one audit entry per change and advances the origin's committed
+ * sequence. now_ms is the receive time. */
+int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
+                   int64_t now_ms, sd_result *out);
+
+/* Highest committed sequence of an origin (0 if none). */
+int sd_store_committed(sd_store *s, const char *origin, uint64_t *seq);
+
+/* Sync sessions and peers. */
+int sd_store_session_begin(sd_store *s, const sd_peer *peer, int64_t now_ms, int64_t *session_id);
+int sd_store_session_end(sd_store *s, int64_t session_id, int64_t now_ms, const sd_counts *c,
+                         uint64_t bytes_in, uint64_t bytes_out, const char *error);
+/* Audits an event that is not a change (refused handshake identity,
+ * protocol error, tampering seen at envelope level). */
+int sd_store_audit_event(sd_store *s, const sd_peer *peer, int64_t now_ms, const char *origin,
+                         uint64_t seq, const char *outcome, const char *detail);
+
+#endif

@@ -1,0 +1,67 @@
+/* writer.h - the writer thread: group commit. Envelopes from many
+ * connections queue here; the thread applies a batch of them in one SQLite
+ * transaction, commits (durable: WAL + synchronous=FULL), and only then hands
+ * each result back to the loop thread through uv_async_send. The loop never
+ * blocks on disk. */
+#ifndef SD_WRITER_H
+#define SD_WRITER_H
+
+#include <uv.h>
+
+#include "sd/store.h"
+
+typedef struct sd_writer sd_writer; /* opaque */
+
+typedef enum sd_job_kind {
+    SD_JOB_APPLY = 1,         /* apply env bytes */
+    SD_JOB_SESSION_BEGIN = 2,
+    SD_JOB_SESSION_END = 3,
+    SD_JOB_AUDIT_EVENT = 4
+} sd_job_kind;
+
+typedef struct sd_job sd_job;
+/* Called on the loop thread after the job's transaction committed (or
+ * failed: result.code says). The job is freed by the writer after return. */
+typedef void (*sd_job_cb)(sd_job *job, void *arg);
+
+struct sd_job {
+    sd_job_kind kind;
+    sd_peer peer;
+    int64_t now_ms;
+    uint8_t *env;     /* SD_JOB_APPLY: owned copy of the envelope bytes */
+    size_t env_len;
+    int64_t session_id; /* in: SESSION_END; out: SESSION_BEGIN */
+    sd_counts counts;   /* SESSION_END */
+    uint64_t bytes_in, bytes_out;
+    char text[256];     /* SESSION_END error / AUDIT_EVENT detail */
+    char origin[SS_ID_MAX + 1];
+    uint64_t seq;
+    char outcome[48];
+    sd_result result;   /* out */
+    sd_job_cb cb;
+    void *arg;
+    sd_job *next;       /* queue link, private */
+};
+
+typedef struct sd_writer_config {
+    size_t max_batch; /* envelopes per transaction (default 256) */
+} sd_writer_config;
+
+/* Starts the thread on an open read-write store (the writer owns it from now
+ * on and closes it in sd_writer_destroy). */
+int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg,
+                  sd_writer **out);
+/* Allocates a zeroed job (ss_malloc). */
+sd_job *sd_job_new(sd_job_kind kind);
+/* Queues a job; returns 0, or SS_ESHUTDOWN after sd_writer_stop (the
+ * callback is then never called and the caller frees the job). */
+int sd_writer_submit(sd_writer *w, sd_job *job);
+/* Number of jobs queued or in the running transaction. */
+size_t sd_writer_pending(sd_writer *w);
+/* Finishes queued jobs, then stops the thread; callbacks still run on the
+ * loop. done is called on the loop thread once the thread has joined and the
+ * async handle is closed. */
+void sd_writer_stop(sd_writer *w, void (*done)(void *arg), void *arg);
+void sd_writer_destroy(sd_writer *w);
+
+#endif
