@@ -78,6 +78,10 @@ uint32_t ss_body_count(const ss_body *b);
 const ss_change *ss_body_change(const ss_body *b, uint32_t i);
 /* 0 if the i-th change is valid, else its error (with field and message). */
 int ss_body_change_error(const ss_body *b, uint32_t i, const ss_verr **err);
+/* The exact bytes of the i-th element of the body array (from its '{' to its
+ * '}'), so the daemon can hash a change as sent, whatever envelope carried it
+ * (tamper detection of re-sent sequence numbers). */
+void ss_body_change_raw(const ss_body *b, uint32_t i, const uint8_t **p, size_t *len);
 void ss_body_free(ss_body *b);
 
 #endif
