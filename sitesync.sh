@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# sitesync.sh - the one entry point for a new user: installs what is missing
+# (Debian 12, as root), builds, and runs either the local demo system or the
+# whole test suite. Both sub-commands are idempotent.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=${SITESYNC_BUILD_DIR:-$ROOT/build}
+JOBS=${SITESYNC_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+# Debian packages the build, the tests and the demo need.
+PKGS=(build-essential cmake pkg-config git clang clang-format libclang-rt-14-dev
+      libuv1-dev libssl-dev libsqlite3-dev libmbedtls-dev libcjson-dev
+      openssl sqlite3 faketime strace procps iproute2 python3)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'sitesync.sh: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<USAGE
+usage: ./sitesync.sh <command>
+
+  demo      install what is missing, build, and run the whole system locally
+            (PKI, sitesyncd on SQLite, gateways over mutual TLS on 127.0.0.1)
+  test      install what is missing, build (normal and ASan+UBSan, warnings as
+            errors), check formatting, and run the full test suite with CTest
+            (set SITESYNC_FUZZ_SECONDS to change each fuzz target's run time)
+  build     install what is missing and build into ./build
+  deps      only install the Debian packages
+
+Environment: SITESYNC_BUILD_DIR (default ./build), SITESYNC_JOBS.
+USAGE
+}
+
+deps() {
+    local missing=()
+    for p in "${PKGS[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "missing packages (${missing[*]}); run as root"
+        SUDO=sudo
+    else
+        SUDO=
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# configure_build DIR [cmake args...]: configure, then build everything (or
+# only BUILD_TARGET when set).
+configure_build() {
+    local dir=$1
+    shift
+    cmake -S "$ROOT" -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
+}
+
+build() {
+    say "building into $BUILD"
+    configure_build "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSITESYNC_WERROR=ON
+}
+
+format_check() {
+    say "checking formatting (clang-format $(clang-format --version | grep -o '[0-9][0-9.]*' | head -1))"
+    local files
+    files=$(cd "$ROOT" && git ls-files '*.c' '*.h' 2>/dev/null || true)
+    if [ -z "$files" ]; then
+        files=$(cd "$ROOT" && find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
+    fi
+    (cd "$ROOT" && echo "$files" | xargs clang-format --dry-run -Werror)
+}
+
+run_ctest() {
+    local dir=$1
+    shift
+    (cd "$dir" && ctest --output-on-failure -j "$JOBS" "$@")
+}
+
+test_all() {
+    deps
+    format_check
+    build
+    say "test suite (normal build)"
+    run_ctest "$BUILD"
+
+    local asan=${BUILD}-asan
+    say "test suite under AddressSanitizer + UndefinedBehaviorSanitizer ($asan)"
+    configure_build "$asan" -DCMAKE_BUILD_TYPE=Debug -DSITESYNC_WERROR=ON -DSITESYNC_SANITIZE=ON
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        run_ctest "$asan"
+
+    local fuzz=${BUILD}-fuzz
+    say "fuzz targets under ASan+UBSan (libFuzzer, ${SITESYNC_FUZZ_SECONDS:-60} s each)"
+    CC=clang BUILD_TARGET=fuzz_all configure_build "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DSITESYNC_FUZZ=ON \
+        -DSITESYNC_FUZZ_SECONDS="${SITESYNC_FUZZ_SECONDS:-60}" -DSITESYNC_WERROR=ON
+    run_ctest "$fuzz" -L fuzz
+    say "all test suites passed"
+}
+
+demo() {
+    deps
+    build
+    exec "$ROOT/scripts/demo.sh" "$BUILD"
+}
+
+case "${1:-}" in
+demo) demo ;;
+test) test_all ;;
+build) deps; build ;;
+deps) deps ;;
+-h | --help | help) usage ;;
+*) usage; exit 2 ;;
+esac
