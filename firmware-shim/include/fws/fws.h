@@ -15,21 +15,21 @@
 #define FWS_VERSION 1
 
 /* X(NAME, value, "message"): shim error codes (negative). */
-#define FWS_ERRNO_MAP(X)                                                                           \
-    X(EIO, -1, "input/output error")                                                               \
-    X(ENOSPC, -2, "no space left on storage")                                                      \
-    X(ENOENT, -3, "no such file")                                                                  \
-    X(EEXIST, -4, "file exists")                                                                   \
-    X(EINVAL, -5, "invalid argument")                                                              \
-    X(ENOMEM, -6, "out of memory")                                                                 \
-    X(ETIMEDOUT, -7, "timed out")                                                                  \
-    X(ECONNREFUSED, -8, "connection refused")                                                      \
-    X(ECONNRESET, -9, "connection reset")                                                          \
-    X(ECLOSED, -10, "connection closed by peer")                                                   \
-    X(EPOWER, -11, "power lost (simulation)")                                                      \
-    X(EADDR, -12, "address invalid or unresolvable")                                               \
-    X(EAGAIN, -13, "try again")                                                                    \
-    X(ENOTSUP, -14, "not supported by this shim")                                                  \
+#define FWS_ERRNO_MAP(X)                             \
+    X(EIO, -1, "input/output error")                 \
+    X(ENOSPC, -2, "no space left on storage")        \
+    X(ENOENT, -3, "no such file")                    \
+    X(EEXIST, -4, "file exists")                     \
+    X(EINVAL, -5, "invalid argument")                \
+    X(ENOMEM, -6, "out of memory")                   \
+    X(ETIMEDOUT, -7, "timed out")                    \
+    X(ECONNREFUSED, -8, "connection refused")        \
+    X(ECONNRESET, -9, "connection reset")            \
+    X(ECLOSED, -10, "connection closed by peer")     \
+    X(EPOWER, -11, "power lost (simulation)")        \
+    X(EADDR, -12, "address invalid or unresolvable") \
+    X(EAGAIN, -13, "try again")                      \
+    X(ENOTSUP, -14, "not supported by this shim")    \
     X(EPERM, -15, "permission denied")
 
 typedef enum fws_err {
@@ -50,7 +50,7 @@ typedef enum fws_level {
 
 /* Open flags. */
 #define FWS_O_CREATE 0x1 /* create if missing */
-#define FWS_O_EXCL 0x2   /* with CREATE: fail with FWS_EEXIST if it exists */
+#define FWS_O_EXCL   0x2 /* with CREATE: fail with FWS_EEXIST if it exists */
 
 #define FWS_NAME_MAX 63 /* storage names: [A-Za-z0-9._-], no '/' */
 
@@ -58,7 +58,7 @@ typedef struct fws_file fws_file; /* an open storage file, shim-defined */
 typedef struct fws_sock fws_sock; /* a connection or listener, shim-defined */
 
 /* Poll events. */
-#define FWS_POLL_IN 0x1
+#define FWS_POLL_IN  0x1
 #define FWS_POLL_OUT 0x2
 
 typedef struct fws_pollfd {
@@ -68,8 +68,9 @@ typedef struct fws_pollfd {
 } fws_pollfd;
 
 typedef struct fws_ops {
-    uint32_t version; /* FWS_VERSION */
-    uint32_t size;    /* sizeof(fws_ops), so the table can grow */
+    uint32_t version;  /* FWS_VERSION */
+    uint32_t ops_size; /* sizeof(fws_ops), so the table can grow (named apart from
+                          the size() method below) */
 
     /* --- clocks and entropy --- */
     /* Wall clock, Unix milliseconds. May jump (NTP, operator, bad RTC). */
@@ -109,8 +110,7 @@ typedef struct fws_ops {
     /* --- network: TCP-like byte streams --- */
     /* host: a name or address literal. Returns 0 with *out, or
      * FWS_ETIMEDOUT / FWS_ECONNREFUSED / FWS_EADDR / FWS_EIO. */
-    int (*connect)(void *ctx, const char *host, uint16_t port, uint32_t timeout_ms,
-                   fws_sock **out);
+    int (*connect)(void *ctx, const char *host, uint16_t port, uint32_t timeout_ms, fws_sock **out);
     /* Sends up to len bytes; returns bytes sent (> 0), FWS_EAGAIN if the send
      * buffer is full, or FWS_ECONNRESET / FWS_ECLOSED. Never blocks. */
     int (*send)(void *ctx, fws_sock *s, const void *buf, size_t len);
@@ -120,8 +120,7 @@ typedef struct fws_ops {
     int (*recv)(void *ctx, fws_sock *s, void *buf, size_t len, uint32_t timeout_ms);
     void (*sock_close)(void *ctx, fws_sock *s);
     /* Relay mode: listen on host:port (port 0 picks one; *bound_port gets it). */
-    int (*listen)(void *ctx, const char *host, uint16_t port, fws_sock **out,
-                  uint16_t *bound_port);
+    int (*listen)(void *ctx, const char *host, uint16_t port, fws_sock **out, uint16_t *bound_port);
     /* Accepts one pending connection; FWS_EAGAIN if none. peer gets "ip:port". */
     int (*accept)(void *ctx, fws_sock *listener, fws_sock **out, char *peer, size_t peer_cap);
     /* Waits until one of the sockets is ready or timeout_ms passes. Returns the
@@ -161,15 +160,13 @@ int fws_list(const fws *s, int (*cb)(void *arg, const char *name), void *arg);
 /* Writes a whole small file atomically: temp file, sync, rename. */
 int fws_write_atomic(const fws *s, const char *name, const void *buf, size_t len);
 
-int fws_connect(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms,
-                fws_sock **out);
+int fws_connect(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms, fws_sock **out);
 int fws_send(const fws *s, fws_sock *sock, const void *buf, size_t len);
 /* Sends all len bytes, waiting (poll) up to timeout_ms in total. */
 int fws_send_all(const fws *s, fws_sock *sock, const void *buf, size_t len, uint32_t timeout_ms);
 int fws_recv(const fws *s, fws_sock *sock, void *buf, size_t len, uint32_t timeout_ms);
 void fws_sock_close(const fws *s, fws_sock *sock);
-int fws_listen(const fws *s, const char *host, uint16_t port, fws_sock **out,
-               uint16_t *bound_port);
+int fws_listen(const fws *s, const char *host, uint16_t port, fws_sock **out, uint16_t *bound_port);
 int fws_accept(const fws *s, fws_sock *listener, fws_sock **out, char *peer, size_t peer_cap);
 int fws_poll(const fws *s, fws_pollfd *fds, int n, uint32_t timeout_ms);
 
