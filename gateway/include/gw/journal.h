@@ -1,0 +1,166 @@
+/* journal.h - the gateway's durable offline journal: append-only segment
+ * files of CRC-32C-checked entries on shim storage, a two-slot checkpoint of
+ * the highest acknowledged sequence (with the persisted HLC and the next
+ * sequence), recovery that truncates a torn tail, reclaim of acknowledged
+ * segments and a byte capacity that refuses new input rather than dropping
+ * accepted data.
+ *
+ * On-storage layout (format version 1, independent of the software version):
+ *   seg-<16 hex first seq>.log  entries, each:
+ *       u32 magic "SSJ1" | u32 payload_len | u64 seq | u64 hlc |
+ *       u32 crc32c(previous 24 bytes + payload) | payload
+ *     payload = the change's JSON bytes exactly as they go on the wire.
+ *     Sequences inside one segment are contiguous.
+ *   ckpt-a, ckpt-b   checkpoint slots (generation counter + CRC; the older
+ *                    slot is overwritten, recovery takes the newest valid)
+ *   refused.log, refused.old.log  changes the daemon refused (text lines,
+ *                    bounded: rotated at refused_max bytes)
+ *
+ * Corruption policy: an entry whose CRC fails is never sent as data. Its
+ * sequence number (and any other sequence number below the persisted next
+ * sequence that cannot be found) is "lost": the sync client sends a
+ * placeholder the daemon refuses and audits, so the sequence moves on and
+ * every later valid entry is still delivered. Lost sequences are counted and
+ * reported (gw_journal_stats).
+ *
+ * Memory: the segment table and buffers are sized from the configuration at
+ * open; nothing grows with the journal's content. Single-threaded: one
+ * process owns the journal at a time (the program holds a lock). */
+#ifndef GW_JOURNAL_H
+#define GW_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fws/fws.h"
+#include "proto/hlc.h"
+
+#define GW_JOURNAL_FORMAT    1
+#define GW_JOURNAL_ENTRY_HDR 28u
+#define GW_JOURNAL_MAGIC     0x53534A31u /* "SSJ1" */
+#define GW_CKPT_MAGIC        0x53534331u /* "SSC1" */
+
+typedef struct gw_journal_config {
+    uint64_t capacity;    /* bytes of segment data accepted (default 64 MiB) */
+    uint32_t segment_max; /* bytes per segment file (default 1 MiB) */
+    uint32_t entry_max;   /* largest entry payload (default 8 KiB) */
+    uint32_t refused_max; /* refused.log size before rotation (default 64 KiB) */
+} gw_journal_config;
+
+/* Fills defaults. */
+void gw_journal_config_default(gw_journal_config *c);
+
+/* What the journal knows, for `sitesync-gw journal` and the tests. */
+typedef struct gw_journal_stats {
+    uint64_t acked;          /* highest sequence acknowledged by the daemon */
+    uint64_t next_seq;       /* sequence the next submission gets */
+    uint64_t pending;        /* next_seq - 1 - acked */
+    uint64_t used_bytes;     /* bytes of segment files */
+    uint64_t capacity;       /* configured capacity */
+    uint32_t segments;       /* segment files present */
+    ss_hlc_t hlc;            /* highest persisted HLC */
+    int64_t last_sync_ms;    /* wall ms of the last drained sync, 0 never */
+    int last_error;          /* ss_err of the last failed sync, 0 none */
+    int64_t last_error_ms;   /* when */
+    uint64_t full_refusals;  /* submissions refused because the journal was full */
+    uint64_t refused;        /* changes the daemon refused (persisted count) */
+    uint64_t lost;           /* sequences lost to corruption (persisted count) */
+    uint64_t crc_failures;   /* bad regions found since open */
+    uint64_t torn_bytes;     /* bytes of torn tail truncated at open */
+    uint64_t ckpt_fallbacks; /* 1 if the newest checkpoint slot was invalid */
+} gw_journal_stats;
+
+typedef struct gw_jseg {
+    uint64_t first; /* first sequence (from the name) */
+    uint64_t last;  /* last valid sequence (tail segment) or next.first - 1 */
+    uint64_t size;  /* bytes */
+} gw_jseg;
+
+/* Caller-allocated; fields are private. */
+typedef struct gw_journal {
+    const fws *shim;
+    gw_journal_config cfg;
+    gw_jseg *segs; /* sorted by first; sized at open */
+    uint32_t nsegs, max_segs;
+    fws_file *tail; /* open last segment (append) or NULL */
+    uint64_t acked, next_seq;
+    ss_hlc_t hlc;
+    uint64_t gen; /* generation of the newest checkpoint written/read */
+    int64_t last_sync_ms, last_error_ms;
+    int last_error;
+    uint64_t full_refusals, refused, lost;
+    uint64_t crc_failures, torn_bytes, ckpt_fallbacks;
+    int broken; /* sticky error: storage state unknown, reopen to recover */
+    /* read cursor */
+    fws_file *rfile;
+    uint32_t rseg;   /* index of the segment rfile belongs to */
+    uint64_t rfirst; /* first seq of that segment (index can shift on reclaim) */
+    uint64_t roff;   /* offset of the next entry to look at */
+    uint64_t rseq;   /* sequence expected at roff */
+    uint8_t *scan;   /* scratch for recovery and resync */
+    size_t scan_cap;
+    int open;
+} gw_journal;
+
+void gw_journal_init(gw_journal *j);
+
+/* Opens (and recovers) the journal on shim storage: picks the newest valid
+ * checkpoint, lists segments, truncates a torn tail of the last segment,
+ * reclaims segments that are fully acknowledged. Returns 0, or SS_EINVAL
+ * (bad config), SS_ENOMEM, SS_EIO (storage), SS_ECORRUPT (more segment files
+ * than the configuration can hold). */
+int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg);
+
+/* Closes files and frees buffers; safe twice and after a failed open. */
+void gw_journal_free(gw_journal *j);
+
+uint64_t gw_journal_next_seq(const gw_journal *j);
+uint64_t gw_journal_acked(const gw_journal *j);
+ss_hlc_t gw_journal_hlc(const gw_journal *j);
+
+/* Appends the entry for sequence seq (must equal next_seq) with its HLC and
+ * payload, and syncs it. Returns 0 only once the entry is durable; then
+ * next_seq advances. SS_EFULL when the configured capacity (or the storage)
+ * is full: nothing was written and the caller gets a clear refusal.
+ * SS_EOVERSIZE if len > entry_max, SS_EINVAL for a wrong seq, SS_EIO on a
+ * storage failure (the partial write is truncated away; if even that fails
+ * the journal turns broken and refuses everything until reopened). */
+int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *payload, size_t len);
+
+/* Reads the payload of pending sequence seq (acked < seq < next_seq) into
+ * buf[cap]; *len gets its length. Returns 0, SS_ECORRUPT if that sequence is
+ * lost (failed CRC or missing: counted, never returned as data), SS_ENOENT if
+ * seq is not pending, SS_ENOSPC if cap is too small, SS_EIO. Sequential
+ * reads are cheap (a cursor); a jump rescans one segment. */
+int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *len);
+
+/* The daemon has durably committed everything up to seq: advance the
+ * checkpoint (written and synced before anything is removed), then remove
+ * segments that are fully acknowledged. A seq at or below acked is a no-op.
+ * If seq >= next_seq (the daemon knows more than this journal: storage was
+ * lost), next_seq becomes seq + 1. Returns 0 or SS_EIO. */
+int gw_journal_ack(gw_journal *j, uint64_t seq);
+
+/* Persists a new HLC high-water mark (e.g. after adopting the daemon's time).
+ * No-op if not above the current one. */
+int gw_journal_save_hlc(gw_journal *j, ss_hlc_t hlc);
+
+/* Records the outcome of a sync session (err 0: drained) in the checkpoint so
+ * another process can report it. */
+int gw_journal_note_sync(gw_journal *j, int err, int64_t wall_ms);
+
+/* Appends one refused-change record (one line, synced) and counts it in the
+ * checkpoint's counters at the next checkpoint write: `refused`, or `lost`
+ * when is_lost (the placeholder for a lost sequence came back refused, as
+ * intended). change (optional) is the entry's JSON, kept up to 1 KiB. The
+ * log rotates at refused_max bytes, so it stays bounded. */
+int gw_journal_note_refused(gw_journal *j, uint64_t seq, const char *code, const char *field,
+                            const char *message, const char *change, size_t change_len,
+                            int is_lost);
+
+/* Calls cb for each line of the refused logs (older file first). */
+int gw_journal_refused_walk(gw_journal *j, int (*cb)(void *arg, const char *line), void *arg);
+
+void gw_journal_stats_get(const gw_journal *j, gw_journal_stats *st);
+
+#endif

@@ -1,0 +1,997 @@
+/* gw_journal.c - the gateway's durable journal on shim storage: append-only
+ * CRC-checked segments, a two-slot checkpoint, torn-tail recovery, reclaim
+ * and capacity. The format and the corruption policy are described in
+ * gw/journal.h; the reasoning behind each step sits above its code. */
+#include "gw/journal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gw/crc32c.h"
+#include "proto/alloc.h"
+#include "proto/err.h"
+
+#define CKPT_LEN           92u
+#define SCRATCH            4096u /* chunk size for CRC and resync scans */
+#define SEG_PREFIX         "seg-"
+#define SEG_SUFFIX         ".log"
+#define SEG_NAME_LEN       24 /* "seg-" + 16 hex + ".log" */
+#define REFUSED_LOG        "refused.log"
+#define REFUSED_OLD        "refused.old.log"
+#define REFUSED_LINE_MAX   1536
+#define REFUSED_CHANGE_MAX 1024
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+static uint32_t get32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static uint64_t get64(const uint8_t *p)
+{
+    return ((uint64_t)get32(p) << 32) | get32(p + 4);
+}
+
+/* Shim errors become sitesync errors here, at the module boundary. A full
+ * device is reported like a full journal: the caller's input is refused. */
+static int map_fws(int rc)
+{
+    switch (rc) {
+    case FWS_OK:
+        return 0;
+    case FWS_ENOSPC:
+        return SS_EFULL;
+    case FWS_ENOENT:
+        return SS_ENOENT;
+    case FWS_ENOMEM:
+        return SS_ENOMEM;
+    default:
+        return SS_EIO;
+    }
+}
+
+void gw_journal_config_default(gw_journal_config *c)
+{
+    c->capacity = UINT64_C(64) << 20;
+    c->segment_max = 1u << 20;
+    c->entry_max = 8192;
+    c->refused_max = 65536;
+}
+
+void gw_journal_init(gw_journal *j)
+{
+    memset(j, 0, sizeof(*j));
+}
+
+static void seg_name(char *buf, size_t cap, uint64_t first)
+{
+    snprintf(buf, cap, SEG_PREFIX "%016" PRIx64 SEG_SUFFIX, first);
+}
+
+/* ---- checkpoint ---------------------------------------------------------- */
+
+typedef struct ckpt {
+    uint64_t gen, acked, next_seq, hlc, full_refusals, refused, lost;
+    int64_t last_sync_ms, last_error_ms;
+    int32_t last_error;
+} ckpt;
+
+static int ckpt_read(gw_journal *j, const char *name, ckpt *c, int *present)
+{
+    fws_file *f = NULL;
+    uint8_t b[CKPT_LEN];
+    uint64_t size = 0;
+    *present = 0;
+    int rc = fws_open(j->shim, name, 0, &f);
+    if (rc == FWS_ENOENT)
+        return SS_ENOENT;
+    if (rc < 0)
+        return map_fws(rc);
+    rc = fws_size(j->shim, f, &size);
+    if (rc == 0 && size > 0)
+        *present = 1;
+    if (rc == 0 && size != CKPT_LEN)
+        rc = SS_ECORRUPT;
+    else if (rc == 0)
+        rc = fws_read_full(j->shim, f, 0, b, CKPT_LEN) < 0 ? SS_EIO : 0;
+    else
+        rc = map_fws(rc);
+    fws_close(j->shim, f);
+    if (rc < 0)
+        return rc;
+    if (get32(b) != GW_CKPT_MAGIC || get32(b + 88) != gw_crc32c(0, b, 88))
+        return SS_ECORRUPT;
+    c->gen = get64(b + 8);
+    c->acked = get64(b + 16);
+    c->next_seq = get64(b + 24);
+    c->hlc = get64(b + 32);
+    c->last_sync_ms = (int64_t)get64(b + 40);
+    c->last_error_ms = (int64_t)get64(b + 48);
+    c->last_error = (int32_t)get32(b + 56);
+    c->full_refusals = get64(b + 64);
+    c->refused = get64(b + 72);
+    c->lost = get64(b + 80);
+    if (c->next_seq <= c->acked)
+        return SS_ECORRUPT;
+    return 0;
+}
+
+/* Writes generation gen+1 into the older slot, as littlefs does with its
+ * metadata pairs: truncate, append, sync. A cut anywhere in that leaves the
+ * newer slot intact, and a torn or empty slot fails its CRC, so recovery
+ * always finds the last checkpoint that was completely written. */
+static int ckpt_write(gw_journal *j)
+{
+    uint8_t b[CKPT_LEN];
+    uint64_t gen = j->gen + 1;
+    memset(b, 0, sizeof(b));
+    put32(b, GW_CKPT_MAGIC);
+    put64(b + 8, gen);
+    put64(b + 16, j->acked);
+    put64(b + 24, j->next_seq);
+    put64(b + 32, j->hlc);
+    put64(b + 40, (uint64_t)j->last_sync_ms);
+    put64(b + 48, (uint64_t)j->last_error_ms);
+    put32(b + 56, (uint32_t)j->last_error);
+    put64(b + 64, j->full_refusals);
+    put64(b + 72, j->refused);
+    put64(b + 80, j->lost);
+    put32(b + 88, gw_crc32c(0, b, 88));
+    const char *name = (gen & 1) ? "ckpt-a" : "ckpt-b";
+    fws_file *f = NULL;
+    int rc = fws_open(j->shim, name, FWS_O_CREATE, &f);
+    if (rc == 0)
+        rc = fws_truncate(j->shim, f, 0);
+    if (rc == 0)
+        rc = fws_append(j->shim, f, b, sizeof(b));
+    if (rc == 0)
+        rc = fws_sync(j->shim, f);
+    if (f)
+        fws_close(j->shim, f);
+    if (rc < 0) {
+        fws_log(j->shim, FWS_LOG_ERROR, "event=ckpt_write_failed slot=%s err=%s", name,
+                fws_strerror(rc));
+        return SS_EIO;
+    }
+    j->gen = gen;
+    return 0;
+}
+
+/* ---- entries ------------------------------------------------------------- */
+
+typedef struct ehdr {
+    uint32_t len;
+    uint64_t seq;
+    ss_hlc_t hlc;
+    uint32_t crc;
+} ehdr;
+
+static void ehdr_encode(uint8_t *b, uint32_t len, uint64_t seq, ss_hlc_t hlc)
+{
+    put32(b, GW_JOURNAL_MAGIC);
+    put32(b + 4, len);
+    put64(b + 8, seq);
+    put64(b + 16, hlc);
+}
+
+/* Reads and sanity-checks the header at off: magic, a length within
+ * entry_max that fits the file. Returns 1 if plausible, 0 if not, <0 on I/O
+ * error. */
+static int ehdr_read(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, ehdr *h,
+                     uint8_t raw[GW_JOURNAL_ENTRY_HDR])
+{
+    if (off + GW_JOURNAL_ENTRY_HDR > size)
+        return 0;
+    int rc = fws_read_full(j->shim, f, off, raw, GW_JOURNAL_ENTRY_HDR);
+    if (rc < 0)
+        return map_fws(rc);
+    if (get32(raw) != GW_JOURNAL_MAGIC)
+        return 0;
+    h->len = get32(raw + 4);
+    h->seq = get64(raw + 8);
+    h->hlc = get64(raw + 16);
+    h->crc = get32(raw + 24);
+    if (h->len == 0 || h->len > j->cfg.entry_max || h->seq == 0)
+        return 0;
+    if (off + GW_JOURNAL_ENTRY_HDR + h->len > size)
+        return 0;
+    return 1;
+}
+
+/* Full check of the entry at off: plausible header and a CRC that matches
+ * header and payload. The payload is read in SCRATCH-sized chunks, so
+ * checking needs no buffer as large as an entry. Returns 1 valid, 0 invalid,
+ * <0 I/O error. */
+static int entry_check(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, ehdr *h)
+{
+    uint8_t raw[GW_JOURNAL_ENTRY_HDR];
+    int rc = ehdr_read(j, f, off, size, h, raw);
+    if (rc <= 0)
+        return rc;
+    uint32_t crc = gw_crc32c(0, raw, 24);
+    uint64_t pos = off + GW_JOURNAL_ENTRY_HDR;
+    uint32_t left = h->len;
+    while (left > 0) {
+        size_t n = left < SCRATCH ? left : SCRATCH;
+        rc = fws_read_full(j->shim, f, pos, j->scan, n);
+        if (rc < 0)
+            return map_fws(rc);
+        crc = gw_crc32c(crc, j->scan, n);
+        pos += n;
+        left -= (uint32_t)n;
+    }
+    return crc == h->crc;
+}
+
+/* Looks for the next valid entry after a bad region: the first offset > off
+ * holding the magic, a sane header, a sequence >= min_seq and a good CRC.
+ * Returns 1 with *found and *h, 0 if there is none before size, <0 on I/O
+ * error. Only runs when corruption was seen, so a byte-wise search is fine. */
+static int resync(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, uint64_t min_seq,
+                  uint64_t *found, ehdr *h)
+{
+    uint8_t *chunk = j->scan + SCRATCH;
+    uint64_t pos = off + 1;
+    while (pos + GW_JOURNAL_ENTRY_HDR <= size) {
+        uint64_t avail = size - pos;
+        size_t n = avail < SCRATCH ? (size_t)avail : SCRATCH;
+        int rc = fws_read_full(j->shim, f, pos, chunk, n);
+        if (rc < 0)
+            return map_fws(rc);
+        for (size_t i = 0; i + 4 <= n; i++) {
+            if (get32(chunk + i) != GW_JOURNAL_MAGIC)
+                continue;
+            rc = entry_check(j, f, pos + i, size, h);
+            if (rc < 0)
+                return rc;
+            if (rc == 1 && h->seq >= min_seq) {
+                *found = pos + i;
+                return 1;
+            }
+        }
+        /* Step so that a magic straddling the chunk end is seen next time. */
+        if (n < 4)
+            break;
+        pos += n - 3;
+    }
+    return 0;
+}
+
+/* Walks a whole segment, validating every entry. Sets *last to the last valid
+ * sequence (first - 1 if none), *end to the end of the last valid entry and
+ * *hlc_max. Bad regions followed by valid entries are counted as CRC
+ * failures; what follows the last valid entry is left for the caller (a torn
+ * tail in the segment being appended to). */
+static int scan_segment(gw_journal *j, fws_file *f, uint64_t size, uint64_t first, uint64_t *last,
+                        uint64_t *end, ss_hlc_t *hlc_max)
+{
+    uint64_t off = 0, expect = first;
+    *last = first - 1;
+    *end = 0;
+    while (off < size) {
+        ehdr h;
+        int rc = entry_check(j, f, off, size, &h);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && h.seq == expect) {
+            off += GW_JOURNAL_ENTRY_HDR + h.len;
+        } else {
+            uint64_t found = 0;
+            rc = resync(j, f, off, size, expect, &found, &h);
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                break;
+            j->crc_failures++;
+            fws_log(j->shim, FWS_LOG_ERROR,
+                    "event=journal_corrupt first=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64
+                    " lost_from=%" PRIu64 " lost_to=%" PRIu64,
+                    first, off, found - off, expect, h.seq - 1);
+            off = found + GW_JOURNAL_ENTRY_HDR + h.len;
+        }
+        *last = h.seq;
+        expect = h.seq + 1;
+        *end = off;
+        if (h.hlc > *hlc_max)
+            *hlc_max = h.hlc;
+    }
+    return 0;
+}
+
+/* ---- open / recovery ----------------------------------------------------- */
+
+static int parse_seg_name(const char *name, uint64_t *first)
+{
+    if (strlen(name) != SEG_NAME_LEN || strncmp(name, SEG_PREFIX, 4) != 0 ||
+        strcmp(name + 20, SEG_SUFFIX) != 0)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 4; i < 20; i++) {
+        char c = name[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = (v << 4) | (uint64_t)d;
+    }
+    if (v == 0)
+        return -1;
+    *first = v;
+    return 0;
+}
+
+static int list_cb(void *arg, const char *name)
+{
+    gw_journal *j = arg;
+    uint64_t first;
+    if (parse_seg_name(name, &first) < 0)
+        return 0;
+    if (j->nsegs == j->max_segs)
+        return SS_ECORRUPT;
+    /* Insertion keeps the table sorted by first sequence. */
+    uint32_t i = j->nsegs;
+    while (i > 0 && j->segs[i - 1].first > first) {
+        j->segs[i] = j->segs[i - 1];
+        i--;
+    }
+    j->segs[i].first = first;
+    j->segs[i].last = 0;
+    j->segs[i].size = 0;
+    j->nsegs++;
+    return 0;
+}
+
+static void drop_seg(gw_journal *j, uint32_t i)
+{
+    memmove(&j->segs[i], &j->segs[i + 1], (j->nsegs - i - 1) * sizeof(j->segs[0]));
+    j->nsegs--;
+}
+
+static void reader_close(gw_journal *j)
+{
+    if (j->rfile && j->rfile != j->tail)
+        fws_close(j->shim, j->rfile);
+    j->rfile = NULL;
+}
+
+/* Removes segments whose every sequence is acknowledged, oldest first. The
+ * checkpoint that acknowledged them is already durable, so a cut between
+ * two removals only leaves work for the next reclaim. */
+static void reclaim(gw_journal *j)
+{
+    while (j->nsegs > 0 && j->segs[0].last <= j->acked) {
+        char name[SEG_NAME_LEN + 1];
+        seg_name(name, sizeof(name), j->segs[0].first);
+        if (j->rfile && j->rfirst == j->segs[0].first)
+            reader_close(j);
+        if (j->nsegs == 1 && j->tail) {
+            fws_close(j->shim, j->tail);
+            j->tail = NULL;
+        }
+        int rc = fws_remove(j->shim, name);
+        if (rc < 0 && rc != FWS_ENOENT) {
+            fws_log(j->shim, FWS_LOG_WARN, "event=reclaim_failed segment=%s err=%s", name,
+                    fws_strerror(rc));
+            return;
+        }
+        drop_seg(j, 0);
+    }
+}
+
+/* Recovers the tail: scans the last segment completely, truncates what
+ * follows its last valid entry (a write that was in flight when the power
+ * went), and drops a last segment that holds no valid entry at all, then
+ * looks at the one before it. */
+static int recover_tail(gw_journal *j)
+{
+    while (j->nsegs > 0) {
+        gw_jseg *s = &j->segs[j->nsegs - 1];
+        char name[SEG_NAME_LEN + 1];
+        seg_name(name, sizeof(name), s->first);
+        fws_file *f = NULL;
+        int rc = fws_open(j->shim, name, 0, &f);
+        if (rc < 0)
+            return map_fws(rc);
+        uint64_t size = 0, last = 0, end = 0;
+        rc = fws_size(j->shim, f, &size);
+        if (rc < 0) {
+            fws_close(j->shim, f);
+            return map_fws(rc);
+        }
+        rc = scan_segment(j, f, size, s->first, &last, &end, &j->hlc);
+        if (rc < 0) {
+            fws_close(j->shim, f);
+            return rc;
+        }
+        if (end < size) {
+            rc = fws_truncate(j->shim, f, end);
+            if (rc < 0) {
+                fws_close(j->shim, f);
+                return map_fws(rc);
+            }
+            j->torn_bytes += size - end;
+            fws_log(j->shim, FWS_LOG_WARN,
+                    "event=journal_torn_tail segment=%s truncated_bytes=%" PRIu64, name,
+                    size - end);
+        }
+        if (end == 0) {
+            fws_close(j->shim, f);
+            rc = fws_remove(j->shim, name);
+            if (rc < 0 && rc != FWS_ENOENT)
+                return map_fws(rc);
+            drop_seg(j, j->nsegs - 1);
+            continue;
+        }
+        s->last = last;
+        s->size = end;
+        j->tail = f;
+        return 0;
+    }
+    return 0;
+}
+
+int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg)
+{
+    int rc;
+    gw_journal_init(j);
+    j->shim = shim;
+    j->cfg = *cfg;
+    if (cfg->entry_max < 64 || cfg->entry_max > (16u << 20) ||
+        cfg->segment_max < GW_JOURNAL_ENTRY_HDR + cfg->entry_max ||
+        cfg->capacity < (uint64_t)GW_JOURNAL_ENTRY_HDR + cfg->entry_max || cfg->refused_max < 4096)
+        return SS_EINVAL;
+    /* Segments shorter than segment_max only appear after a sequence jump
+     * (the daemon knew more than we did), so twice the full count plus some
+     * slack is a bound; past it appends are refused, never dropped. */
+    uint64_t ms = cfg->capacity / cfg->segment_max * 2 + 64;
+    if (ms > 65536)
+        ms = 65536;
+    j->max_segs = (uint32_t)ms;
+    j->segs = ss_malloc(sizeof(gw_jseg) * j->max_segs);
+    j->scan = ss_malloc(2 * SCRATCH);
+    j->scan_cap = 2 * SCRATCH;
+    if (!j->segs || !j->scan) {
+        gw_journal_free(j);
+        return SS_ENOMEM;
+    }
+
+    ckpt a, b, *best = NULL;
+    int pa = 0, pb = 0;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    int ra = ckpt_read(j, "ckpt-a", &a, &pa);
+    int rb = ckpt_read(j, "ckpt-b", &b, &pb);
+    if ((ra < 0 && ra != SS_ENOENT && ra != SS_ECORRUPT) ||
+        (rb < 0 && rb != SS_ENOENT && rb != SS_ECORRUPT)) {
+        gw_journal_free(j);
+        return SS_EIO;
+    }
+    if (ra == 0 && (rb != 0 || a.gen > b.gen))
+        best = &a;
+    else if (rb == 0)
+        best = &b;
+    if ((ra == SS_ECORRUPT && pa) || (rb == SS_ECORRUPT && pb)) {
+        j->ckpt_fallbacks = 1;
+        fws_log(j->shim, FWS_LOG_WARN, "event=ckpt_slot_invalid a=%s b=%s", ss_err_name(ra),
+                ss_err_name(rb));
+    }
+    j->acked = 0;
+    j->next_seq = 1;
+    if (best) {
+        j->gen = best->gen;
+        j->acked = best->acked;
+        j->next_seq = best->next_seq;
+        j->hlc = best->hlc;
+        j->last_sync_ms = best->last_sync_ms;
+        j->last_error_ms = best->last_error_ms;
+        j->last_error = best->last_error;
+        j->full_refusals = best->full_refusals;
+        j->refused = best->refused;
+        j->lost = best->lost;
+    }
+
+    rc = fws_list(shim, list_cb, j);
+    if (rc < 0) {
+        gw_journal_free(j);
+        return rc == SS_ECORRUPT ? SS_ECORRUPT : map_fws(rc);
+    }
+    rc = recover_tail(j);
+    if (rc < 0) {
+        gw_journal_free(j);
+        return rc;
+    }
+    /* Sizes and implied last sequences of the other segments: each one ends
+     * right before the next begins (a new segment only ever starts at the
+     * next sequence to be issued). */
+    for (uint32_t i = 0; i + 1 < j->nsegs; i++) {
+        char name[SEG_NAME_LEN + 1];
+        fws_file *f = NULL;
+        seg_name(name, sizeof(name), j->segs[i].first);
+        rc = fws_open(shim, name, 0, &f);
+        if (rc == 0) {
+            rc = fws_size(shim, f, &j->segs[i].size);
+            fws_close(shim, f);
+        }
+        if (rc < 0) {
+            gw_journal_free(j);
+            return map_fws(rc);
+        }
+        j->segs[i].last = j->segs[i + 1].first - 1;
+    }
+    if (j->nsegs > 0 && j->segs[j->nsegs - 1].last + 1 > j->next_seq)
+        j->next_seq = j->segs[j->nsegs - 1].last + 1;
+    if (j->next_seq <= j->acked)
+        j->next_seq = j->acked + 1;
+    j->open = 1;
+    reclaim(j);
+    fws_log(shim, FWS_LOG_INFO,
+            "event=journal_open acked=%" PRIu64 " next_seq=%" PRIu64 " segments=%u"
+            " crc_failures=%" PRIu64 " torn_bytes=%" PRIu64,
+            j->acked, j->next_seq, j->nsegs, j->crc_failures, j->torn_bytes);
+    return 0;
+}
+
+void gw_journal_free(gw_journal *j)
+{
+    if (!j)
+        return;
+    if (j->shim) {
+        reader_close(j);
+        if (j->tail)
+            fws_close(j->shim, j->tail);
+    }
+    j->tail = NULL;
+    ss_free(j->segs);
+    ss_free(j->scan);
+    j->segs = NULL;
+    j->scan = NULL;
+    j->nsegs = 0;
+    j->open = 0;
+}
+
+uint64_t gw_journal_next_seq(const gw_journal *j)
+{
+    return j->next_seq;
+}
+
+uint64_t gw_journal_acked(const gw_journal *j)
+{
+    return j->acked;
+}
+
+ss_hlc_t gw_journal_hlc(const gw_journal *j)
+{
+    return j->hlc;
+}
+
+static uint64_t used_bytes(const gw_journal *j)
+{
+    uint64_t u = 0;
+    for (uint32_t i = 0; i < j->nsegs; i++)
+        u += j->segs[i].size;
+    return u;
+}
+
+/* ---- append -------------------------------------------------------------- */
+
+static int refuse_full(gw_journal *j, const char *why)
+{
+    j->full_refusals++;
+    fws_log(j->shim, FWS_LOG_WARN,
+            "event=journal_full reason=%s used=%" PRIu64 " capacity=%" PRIu64 " refusals=%" PRIu64,
+            why, used_bytes(j), j->cfg.capacity, j->full_refusals);
+    (void)ckpt_write(j); /* the count is informational; the refusal stands */
+    return SS_EFULL;
+}
+
+int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *payload, size_t len)
+{
+    if (!j || !j->open || (!payload && len > 0))
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    if (seq != j->next_seq || len == 0)
+        return SS_EINVAL;
+    if (len > j->cfg.entry_max)
+        return SS_EOVERSIZE;
+    uint64_t need = GW_JOURNAL_ENTRY_HDR + len;
+    if (used_bytes(j) + need > j->cfg.capacity)
+        return refuse_full(j, "capacity");
+
+    gw_jseg *s = j->nsegs ? &j->segs[j->nsegs - 1] : NULL;
+    int rc;
+    if (!s || !j->tail || s->last + 1 != seq || s->size + need > j->cfg.segment_max) {
+        if (j->nsegs == j->max_segs)
+            return refuse_full(j, "segment_table");
+        char name[SEG_NAME_LEN + 1];
+        fws_file *f = NULL;
+        seg_name(name, sizeof(name), seq);
+        rc = fws_open(j->shim, name, FWS_O_CREATE | FWS_O_EXCL, &f);
+        if (rc == FWS_EEXIST) {
+            /* Left over from a cut right after its creation: any content
+             * starts at a sequence never acknowledged to a caller. */
+            rc = fws_open(j->shim, name, 0, &f);
+            if (rc == 0)
+                rc = fws_truncate(j->shim, f, 0);
+            if (rc < 0 && f) {
+                fws_close(j->shim, f);
+                f = NULL;
+            }
+        }
+        if (rc < 0)
+            return rc == FWS_ENOSPC ? refuse_full(j, "storage") : map_fws(rc);
+        if (j->tail) {
+            if (j->rfile == j->tail)
+                j->rfile = NULL;
+            fws_close(j->shim, j->tail);
+        }
+        j->tail = f;
+        s = &j->segs[j->nsegs++];
+        s->first = seq;
+        s->last = seq - 1;
+        s->size = 0;
+    }
+
+    /* Header and payload, then one sync: a cut anywhere in between leaves a
+     * torn last entry that recovery truncates. */
+    uint8_t hdr[GW_JOURNAL_ENTRY_HDR];
+    ehdr_encode(hdr, (uint32_t)len, seq, hlc);
+    uint32_t crc = gw_crc32c(gw_crc32c(0, hdr, 24), payload, len);
+    put32(hdr + 24, crc);
+    rc = fws_append(j->shim, j->tail, hdr, sizeof(hdr));
+    if (rc == 0)
+        rc = fws_append(j->shim, j->tail, payload, len);
+    if (rc == 0)
+        rc = fws_sync(j->shim, j->tail);
+    if (rc < 0) {
+        /* Take the partial entry back out so the next append starts clean.
+         * If even that fails the on-storage state is unknown: refuse
+         * everything until a reopen recovers it. */
+        int trc = fws_truncate(j->shim, j->tail, s->size);
+        if (trc < 0) {
+            j->broken = SS_EIO;
+            fws_log(j->shim, FWS_LOG_ERROR, "event=journal_broken err=%s", fws_strerror(trc));
+        }
+        if (rc == FWS_ENOSPC)
+            return refuse_full(j, "storage");
+        fws_log(j->shim, FWS_LOG_ERROR, "event=journal_append_failed seq=%" PRIu64 " err=%s", seq,
+                fws_strerror(rc));
+        return map_fws(rc);
+    }
+    s->size += need;
+    s->last = seq;
+    j->next_seq = seq + 1;
+    if (hlc > j->hlc)
+        j->hlc = hlc;
+    return 0;
+}
+
+/* ---- read ---------------------------------------------------------------- */
+
+static int64_t find_seg(const gw_journal *j, uint64_t seq)
+{
+    int64_t lo = 0, hi = (int64_t)j->nsegs - 1, ans = -1;
+    while (lo <= hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (j->segs[mid].first <= seq) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return ans;
+}
+
+static int lost(gw_journal *j, uint64_t seq, const char *why)
+{
+    fws_log(j->shim, FWS_LOG_ERROR, "event=journal_entry_lost seq=%" PRIu64 " reason=%s", seq, why);
+    return SS_ECORRUPT;
+}
+
+int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *len)
+{
+    if (!j || !j->open || !buf || !len)
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    if (seq <= j->acked || seq >= j->next_seq)
+        return SS_ENOENT;
+    int64_t si = find_seg(j, seq);
+    if (si < 0 || seq > j->segs[si].last)
+        return lost(j, seq, "missing");
+    gw_jseg *s = &j->segs[si];
+    int rc;
+    if (!j->rfile || j->rfirst != s->first || j->rseq > seq) {
+        reader_close(j);
+        if ((uint32_t)si == j->nsegs - 1 && j->tail) {
+            j->rfile = j->tail;
+        } else {
+            char name[SEG_NAME_LEN + 1];
+            seg_name(name, sizeof(name), s->first);
+            rc = fws_open(j->shim, name, 0, &j->rfile);
+            if (rc < 0) {
+                j->rfile = NULL;
+                return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : map_fws(rc);
+            }
+        }
+        j->rseg = (uint32_t)si;
+        j->rfirst = s->first;
+        j->roff = 0;
+        j->rseq = s->first;
+    }
+    uint64_t size = s->size;
+    if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
+        rc = fws_size(j->shim, j->rfile, &size);
+        if (rc < 0)
+            return map_fws(rc);
+    }
+    for (;;) {
+        ehdr h;
+        uint8_t raw[GW_JOURNAL_ENTRY_HDR];
+        rc = ehdr_read(j, j->rfile, j->roff, size, &h, raw);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && h.seq == j->rseq && h.seq < seq) {
+            /* Skipping an entry before the one wanted: header checks suffice
+             * to step over it; its own CRC is checked when it is read. */
+            j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
+            j->rseq++;
+            continue;
+        }
+        if (rc == 1 && h.seq == seq && h.seq == j->rseq) {
+            if (h.len > cap)
+                return SS_ENOSPC;
+            rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
+            if (rc < 0)
+                return map_fws(rc);
+            uint32_t crc = gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len);
+            if (crc == h.crc) {
+                j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
+                j->rseq++;
+                *len = h.len;
+                return 0;
+            }
+        }
+        /* Bad header, bad CRC, or an unexpected sequence: find the next
+         * valid entry. Everything between is lost; if the wanted sequence
+         * lies there, it is reported lost and the cursor stays on the
+         * valid entry found. */
+        uint64_t found = 0;
+        rc = resync(j, j->rfile, j->roff, size, j->rseq, &found, &h);
+        if (rc < 0)
+            return rc;
+        j->crc_failures++;
+        if (rc == 0) {
+            fws_log(j->shim, FWS_LOG_ERROR,
+                    "event=journal_corrupt first=%" PRIu64 " offset=%" PRIu64 " to_end=1", s->first,
+                    j->roff);
+            j->roff = size;
+            j->rseq = s->last + 1;
+            return lost(j, seq, "crc");
+        }
+        fws_log(j->shim, FWS_LOG_ERROR,
+                "event=journal_corrupt first=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64,
+                s->first, j->roff, found - j->roff);
+        j->roff = found;
+        j->rseq = h.seq;
+        if (h.seq > seq)
+            return lost(j, seq, "crc");
+    }
+}
+
+/* ---- checkpoint-advancing operations -------------------------------------- */
+
+int gw_journal_ack(gw_journal *j, uint64_t seq)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (seq <= j->acked)
+        return 0;
+    uint64_t old_acked = j->acked, old_next = j->next_seq;
+    j->acked = seq;
+    if (j->next_seq <= seq)
+        j->next_seq = seq + 1;
+    int rc = ckpt_write(j);
+    if (rc < 0) {
+        j->acked = old_acked;
+        j->next_seq = old_next;
+        return rc;
+    }
+    reclaim(j);
+    return 0;
+}
+
+int gw_journal_save_hlc(gw_journal *j, ss_hlc_t hlc)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (hlc <= j->hlc)
+        return 0;
+    ss_hlc_t old = j->hlc;
+    j->hlc = hlc;
+    int rc = ckpt_write(j);
+    if (rc < 0)
+        j->hlc = old;
+    return rc;
+}
+
+int gw_journal_note_sync(gw_journal *j, int err, int64_t wall_ms)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (err == 0) {
+        j->last_sync_ms = wall_ms;
+    } else {
+        j->last_error = err;
+        j->last_error_ms = wall_ms;
+    }
+    return ckpt_write(j);
+}
+
+/* Copies text into a log line field: printable ASCII only, quotes and
+ * backslashes replaced, so one record stays one parseable line. */
+static void put_clean(char *out, size_t cap, size_t *pos, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && *pos + 1 < cap; i++) {
+        char c = s[i];
+        out[(*pos)++] = (c < 0x20 || c > 0x7e || c == '"' || c == '\\') ? '?' : c;
+    }
+    out[*pos < cap ? *pos : cap - 1] = '\0';
+}
+
+int gw_journal_note_refused(gw_journal *j, uint64_t seq, const char *code, const char *field,
+                            const char *message, const char *change, size_t change_len, int is_lost)
+{
+    if (!j || !j->open || !code)
+        return SS_EINVAL;
+    char line[REFUSED_LINE_MAX];
+    int n = snprintf(line, sizeof(line), "seq=%" PRIu64 " code=%s field=%s lost=%d message=\"", seq,
+                     code, field && field[0] ? field : "-", is_lost ? 1 : 0);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return SS_EINVAL;
+    size_t pos = (size_t)n;
+    /* message is cut so that the change and the line end always fit */
+    if (message)
+        put_clean(line, sizeof(line) - REFUSED_CHANGE_MAX - 32, &pos, message, strlen(message));
+    memcpy(line + pos, "\" change=", 9);
+    pos += 9;
+    if (change && change_len > 0) {
+        /* The change is our own compact JSON (no newline): kept byte for
+         * byte, cut at REFUSED_CHANGE_MAX with a visible "...". */
+        size_t c = change_len > REFUSED_CHANGE_MAX ? REFUSED_CHANGE_MAX : change_len;
+        memcpy(line + pos, change, c);
+        pos += c;
+        if (c < change_len) {
+            memcpy(line + pos, "...", 3);
+            pos += 3;
+        }
+    } else {
+        line[pos++] = '-';
+    }
+    line[pos++] = '\n';
+
+    fws_file *f = NULL;
+    uint64_t size = 0;
+    int rc = fws_open(j->shim, REFUSED_LOG, FWS_O_CREATE, &f);
+    if (rc == 0)
+        rc = fws_size(j->shim, f, &size);
+    if (rc == 0 && size + pos > j->cfg.refused_max) {
+        /* Rotate: the newest refused_max bytes and the file before it stay. */
+        fws_close(j->shim, f);
+        f = NULL;
+        rc = fws_remove(j->shim, REFUSED_OLD);
+        if (rc == FWS_ENOENT)
+            rc = 0;
+        if (rc == 0)
+            rc = fws_rename(j->shim, REFUSED_LOG, REFUSED_OLD);
+        if (rc == 0)
+            rc = fws_open(j->shim, REFUSED_LOG, FWS_O_CREATE, &f);
+    }
+    if (rc == 0)
+        rc = fws_append(j->shim, f, line, pos);
+    if (rc == 0)
+        rc = fws_sync(j->shim, f);
+    if (f)
+        fws_close(j->shim, f);
+    if (rc < 0)
+        return map_fws(rc);
+    if (is_lost)
+        j->lost++;
+    else
+        j->refused++;
+    fws_log(j->shim, FWS_LOG_WARN, "event=change_refused seq=%" PRIu64 " code=%s field=%s lost=%d",
+            seq, code, field && field[0] ? field : "-", is_lost ? 1 : 0);
+    return 0;
+}
+
+static int walk_file(gw_journal *j, const char *name, int (*cb)(void *arg, const char *line),
+                     void *arg)
+{
+    fws_file *f = NULL;
+    int rc = fws_open(j->shim, name, 0, &f);
+    if (rc == FWS_ENOENT)
+        return 0;
+    if (rc < 0)
+        return map_fws(rc);
+    char line[REFUSED_LINE_MAX + 16];
+    size_t have = 0;
+    uint64_t off = 0;
+    for (;;) {
+        rc = fws_read(j->shim, f, off, line + have, sizeof(line) - 1 - have);
+        if (rc < 0) {
+            rc = map_fws(rc);
+            break;
+        }
+        off += (uint64_t)rc;
+        have += (size_t)rc;
+        int eof = rc == 0;
+        size_t start = 0;
+        for (size_t i = 0; i < have; i++) {
+            if (line[i] != '\n')
+                continue;
+            line[i] = '\0';
+            rc = cb(arg, line + start);
+            if (rc != 0)
+                goto out;
+            start = i + 1;
+        }
+        memmove(line, line + start, have - start);
+        have -= start;
+        if (have == sizeof(line) - 1) { /* an over-long line: emit it cut */
+            line[have] = '\0';
+            rc = cb(arg, line);
+            if (rc != 0)
+                goto out;
+            have = 0;
+        }
+        if (eof) {
+            rc = 0;
+            break;
+        }
+    }
+out:
+    fws_close(j->shim, f);
+    return rc;
+}
+
+int gw_journal_refused_walk(gw_journal *j, int (*cb)(void *arg, const char *line), void *arg)
+{
+    if (!j || !j->open || !cb)
+        return SS_EINVAL;
+    int rc = walk_file(j, REFUSED_OLD, cb, arg);
+    if (rc == 0)
+        rc = walk_file(j, REFUSED_LOG, cb, arg);
+    return rc;
+}
+
+void gw_journal_stats_get(const gw_journal *j, gw_journal_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->acked = j->acked;
+    st->next_seq = j->next_seq;
+    st->pending = j->next_seq - 1 - j->acked;
+    st->used_bytes = used_bytes(j);
+    st->capacity = j->cfg.capacity;
+    st->segments = j->nsegs;
+    st->hlc = j->hlc;
+    st->last_sync_ms = j->last_sync_ms;
+    st->last_error = j->last_error;
+    st->last_error_ms = j->last_error_ms;
+    st->full_refusals = j->full_refusals;
+    st->refused = j->refused;
+    st->lost = j->lost;
+    st->crc_failures = j->crc_failures;
+    st->torn_bytes = j->torn_bytes;
+    st->ckpt_fallbacks = j->ckpt_fallbacks;
+}
