@@ -160,6 +160,8 @@ struct fws_sim {
     fws_sim_log_fn log_sink;
     void *log_arg;
     fws_sim_stats st;
+    fws_sim_op_fn op_hook;
+    void *op_hook_arg;
 };
 
 /* --- clock and waiting --- */
@@ -296,11 +298,13 @@ static int ino_reserve(inode *ino, size_t need)
 /* Numbers one mutating operation and decides its fate: 0 to go ahead, or
  * an error. *cut is set when the armed power cut fires on this one (the
  * caller applies the op-specific effect, then returns FWS_EPOWER). */
-static int op_begin(fws_sim *sim, int *cut)
+static int op_begin(fws_sim *sim, const char *op, int *cut)
 {
     uint64_t n = ++sim->ops;
     sim->st.ops = sim->ops;
     *cut = 0;
+    if (sim->op_hook != NULL)
+        sim->op_hook(sim->op_hook_arg, n, op);
     if (sim->cut_at != 0 && n == sim->cut_at) {
         sim->cut_at = 0;
         sim->powered_off = 1;
@@ -339,7 +343,7 @@ static int sim_open(void *ctx, const char *name, int flags, fws_file **out)
         return FWS_ENOMEM;
     if (i < 0) {
         int cut;
-        int rc = op_begin(sim, &cut);
+        int rc = op_begin(sim, "create", &cut);
         if (rc == 0 && sim->nfiles == sim->files_cap) {
             int cap = sim->files_cap ? sim->files_cap * 2 : 16;
             dirent_ *nf = realloc(sim->files, (size_t)cap * sizeof(*nf));
@@ -420,7 +424,7 @@ static int sim_append(void *ctx, fws_file *f, const void *buf, size_t len)
     if (rc < 0)
         return rc;
     int cut;
-    rc = op_begin(sim, &cut);
+    rc = op_begin(sim, "append", &cut);
     if (cut)
         land_torn(sim, f->ino, buf, len);
     if (rc < 0)
@@ -453,7 +457,7 @@ static int sim_sync(void *ctx, fws_file *f)
     if (rc < 0)
         return rc;
     int cut;
-    rc = op_begin(sim, &cut);
+    rc = op_begin(sim, "sync", &cut);
     if (rc < 0)
         return rc;
     f->ino->durable = f->ino->len;
@@ -478,7 +482,7 @@ static int sim_truncate(void *ctx, fws_file *f, uint64_t len)
     if (rc < 0)
         return rc;
     int cut;
-    rc = op_begin(sim, &cut);
+    rc = op_begin(sim, "truncate", &cut);
     if (rc < 0)
         return rc;
     inode *ino = f->ino;
@@ -540,7 +544,7 @@ static int sim_rename(void *ctx, const char *from, const char *to)
     if (sim->powered_off)
         return FWS_EPOWER;
     int cut;
-    int rc = op_begin(sim, &cut);
+    int rc = op_begin(sim, "rename", &cut);
     int i = find_file(sim, from);
     if (cut) {
         /* Atomic on the media: either all of it or none of it. */
@@ -563,7 +567,7 @@ static int sim_remove(void *ctx, const char *name)
     if (sim->powered_off)
         return FWS_EPOWER;
     int cut;
-    int rc = op_begin(sim, &cut);
+    int rc = op_begin(sim, "remove", &cut);
     if (rc < 0)
         return rc;
     int i = find_file(sim, name);
@@ -1252,6 +1256,21 @@ int64_t fws_sim_peek(const fws_sim *sim, const char *name, int durable, void *bu
 int fws_sim_file_count(const fws_sim *sim)
 {
     return sim != NULL ? sim->nfiles : 0;
+}
+
+const char *fws_sim_file_name(const fws_sim *sim, int i)
+{
+    if (sim == NULL || i < 0 || i >= sim->nfiles)
+        return NULL;
+    return sim->files[i].name;
+}
+
+void fws_sim_set_op_hook(fws_sim *sim, fws_sim_op_fn fn, void *arg)
+{
+    if (sim == NULL)
+        return;
+    sim->op_hook = fn;
+    sim->op_hook_arg = arg;
 }
 
 void fws_sim_advance(fws_sim *sim, uint32_t ms)

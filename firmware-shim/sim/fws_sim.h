@@ -143,6 +143,19 @@ void fws_sim_get_stats(const fws_sim *sim, fws_sim_stats *out);
 int64_t fws_sim_peek(const fws_sim *sim, const char *name, int durable, void *buf, size_t cap);
 /* Number of files. */
 int fws_sim_file_count(const fws_sim *sim);
+/* Name of file i (0 <= i < fws_sim_file_count) in a stable order (creation
+ * order; a rename keeps the source's place), or NULL. Valid until the next
+ * storage change. */
+const char *fws_sim_file_name(const fws_sim *sim, int i);
+
+/* Called each time a mutating operation is numbered, before its outcome
+ * (cut, fault, effect) is decided: n is its number, op one of "append",
+ * "sync", "truncate", "rename", "remove", "create". Lets a reference run
+ * record the durable state before every operation, to compare with what a
+ * cut at that operation leaves. The hook must not call the node's storage
+ * operations (fws_sim_peek and fws_sim_file_name are fine). NULL removes. */
+typedef void (*fws_sim_op_fn)(void *arg, uint64_t n, const char *op);
+void fws_sim_set_op_hook(fws_sim *sim, fws_sim_op_fn fn, void *arg);
 
 /* --- clock (world) --- */
 
