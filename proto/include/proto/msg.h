@@ -17,6 +17,10 @@
 #define SS_MSG_MAX_ACKS 4096
 #define SS_MSG_MAX_REJECTS 4096
 #define SS_MSG_TEXT_MAX 256 /* software string, error message, bye reason */
+/* Bounds on HELLO/WELCOME max_frame (payload bytes; the upper bound is
+ * SS_FRAME_ABSOLUTE_MAX) and on WELCOME window. */
+#define SS_MSG_MIN_FRAME  1024
+#define SS_MSG_MAX_WINDOW 1024
 
 /* (origin, sequence) pair used by WELCOME (committed) and ACK. */
 typedef struct ss_oseq {
