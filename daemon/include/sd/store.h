@@ -27,15 +27,21 @@ typedef struct sd_store_config {
  * with a message in errbuf. */
 int sd_store_open(const sd_store_config *cfg, sd_store **out, char *errbuf, size_t errcap);
 void sd_store_close(sd_store *s);
+/* The last error seen on this handle, with SQLite's own code and message
+ * (for logs at the module boundary); never NULL. */
+const char *sd_store_last_error(const sd_store *s);
+/* The underlying SQLite handle, for tests and diagnostics (commit hooks for
+ * fault injection, read-only inspection). Never write through it. */
+struct sqlite3 *sd_store_handle(sd_store *s);
 
 /* Who delivered an envelope, from the verified certificate. */
 typedef struct sd_peer {
-    ss_ident ident;           /* node, role, sites of the delivering peer */
-    char fingerprint[65];     /* SHA-256 of the certificate DER, hex */
-    char serial[41];          /* certificate serial, hex */
-    char addr[64];            /* "ip:port" */
-    char path[256];           /* "direct", or "via <relay>[,<relay>...]" */
-    int64_t session_id;       /* from sd_store_session_begin, 0 if none */
+    ss_ident ident;       /* node, role, sites of the delivering peer */
+    char fingerprint[65]; /* SHA-256 of the certificate DER, hex */
+    char serial[41];      /* certificate serial, hex */
+    char addr[64];        /* "ip:port" */
+    char path[256];       /* "direct", or "via <relay>[,<relay>...]" */
+    int64_t session_id;   /* from sd_store_session_begin, 0 if none */
 } sd_peer;
 
 /* Counts for one envelope (or a session). */
@@ -45,9 +51,9 @@ typedef struct sd_counts {
 
 /* Result of applying one envelope. */
 typedef struct sd_result {
-    int code;          /* 0: accepted (maybe with per-change rejects); else
-                        * SS_EGAP, SS_ETAMPER, SS_EFORBIDDEN, SS_EPROTO, ...
-                        * meaning nothing of the envelope was applied */
+    int code; /* 0: accepted (maybe with per-change rejects); else
+               * SS_EGAP, SS_ETAMPER, SS_EFORBIDDEN, SS_EPROTO, ...
+               * meaning nothing of the envelope was applied */
     char message[160];
     uint64_t committed; /* origin's committed seq after this envelope */
     uint64_t resume;    /* with SS_EGAP: the next seq the daemon expects */
@@ -59,7 +65,7 @@ void sd_result_free(sd_result *r);
 
 /* Transactions: the writer groups many envelopes into one. */
 int sd_store_begin(sd_store *s);
-int sd_store_commit(sd_store *s);   /* durable when it returns 0 */
+int sd_store_commit(sd_store *s); /* durable when it returns 0 */
 int sd_store_rollback(sd_store *s);
 
 /* Applies one envelope inside the open transaction (a savepoint of its own,
@@ -71,7 +77,10 @@ int sd_store_rollback(sd_store *s);
  * certificate; relay: the site in its certificate), clock skew, schema; then
  * merges each valid change per field by (hlc, origin), records losers,
  * writes one audit entry per change and advances the origin's committed
- * sequence. now_ms is the receive time. */
+ * sequence. now_ms is the receive time.
+ * Returns out->code (0 or the envelope-level refusal above; SS_EDB /
+ * SS_ENOMEM when the store failed, the envelope's savepoint rolled back).
+ * Called outside sd_store_begin, it runs in a transaction of its own. */
 int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
                    int64_t now_ms, sd_result *out);
 

@@ -13,7 +13,7 @@
 typedef struct sd_writer sd_writer; /* opaque */
 
 typedef enum sd_job_kind {
-    SD_JOB_APPLY = 1,         /* apply env bytes */
+    SD_JOB_APPLY = 1, /* apply env bytes */
     SD_JOB_SESSION_BEGIN = 2,
     SD_JOB_SESSION_END = 3,
     SD_JOB_AUDIT_EVENT = 4
@@ -28,19 +28,19 @@ struct sd_job {
     sd_job_kind kind;
     sd_peer peer;
     int64_t now_ms;
-    uint8_t *env;     /* SD_JOB_APPLY: owned copy of the envelope bytes */
+    uint8_t *env; /* SD_JOB_APPLY: owned copy of the envelope bytes */
     size_t env_len;
     int64_t session_id; /* in: SESSION_END; out: SESSION_BEGIN */
     sd_counts counts;   /* SESSION_END */
     uint64_t bytes_in, bytes_out;
-    char text[256];     /* SESSION_END error / AUDIT_EVENT detail */
+    char text[256]; /* SESSION_END error / AUDIT_EVENT detail */
     char origin[SS_ID_MAX + 1];
     uint64_t seq;
     char outcome[48];
-    sd_result result;   /* out */
+    sd_result result; /* out */
     sd_job_cb cb;
     void *arg;
-    sd_job *next;       /* queue link, private */
+    sd_job *next; /* queue link, private */
 };
 
 typedef struct sd_writer_config {
@@ -49,10 +49,12 @@ typedef struct sd_writer_config {
 
 /* Starts the thread on an open read-write store (the writer owns it from now
  * on and closes it in sd_writer_destroy). */
-int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg,
-                  sd_writer **out);
+int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg, sd_writer **out);
 /* Allocates a zeroed job (ss_malloc). */
 sd_job *sd_job_new(sd_job_kind kind);
+/* Frees a job that was never queued or was refused by sd_writer_submit: its
+ * env (ss_free), its result's rejects and the job. Accepts NULL. */
+void sd_job_free(sd_job *job);
 /* Queues a job; returns 0, or SS_ESHUTDOWN after sd_writer_stop (the
  * callback is then never called and the caller frees the job). */
 int sd_writer_submit(sd_writer *w, sd_job *job);
@@ -62,6 +64,17 @@ size_t sd_writer_pending(sd_writer *w);
  * loop. done is called on the loop thread once the thread has joined and the
  * async handle is closed. */
 void sd_writer_stop(sd_writer *w, void (*done)(void *arg), void *arg);
+/* Frees the writer and closes the store. Only after stop's done callback
+ * ran (aborts otherwise: the loop would still hold the async handle). */
 void sd_writer_destroy(sd_writer *w);
+
+/* Counters for tests, logs and the bench. */
+typedef struct sd_writer_stats {
+    uint64_t transactions;        /* batches run (committed or failed) */
+    uint64_t failed_transactions; /* batches whose commit (or begin) failed */
+    uint64_t jobs;                /* jobs run */
+    size_t max_batch_seen;        /* largest batch in one transaction */
+} sd_writer_stats;
+void sd_writer_get_stats(sd_writer *w, sd_writer_stats *out);
 
 #endif

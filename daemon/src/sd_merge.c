@@ -1,0 +1,971 @@
+/* sd_merge.c - sd_store_apply: one envelope into the open transaction.
+ * Sequence checks (duplicate, tamper, gap), authorization against the
+ * peer's certificate, clock skew, schema; then per-field last-writer-wins on
+ * (hlc, origin) with tombstones, the loser ledger, one audit entry per change
+ * and the origin's committed sequence, all inside a savepoint.
+ *
+ * Record state is one row per record: a compact blob of per-field values
+ * and clocks (plus the tombstone's clock) merged here in C, and the live
+ * fields as JSON for queries. The merge is a join: tombstone = max of the
+ * tombstones seen; each field = the value with the greatest clock among
+ * those newer than the tombstone. Joins are commutative, associative and
+ * idempotent, so any order and any number of deliveries give one state. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/alloc.h"
+#include "proto/envelope.h"
+#include "proto/err.h"
+#include "proto/json.h"
+#include "sd_store_internal.h"
+
+#define STATE_VERSION 1
+
+typedef struct fstate {
+    int idx; /* field index in the collection's definition */
+    uint64_t hlc;
+    const char *origin;
+    size_t olen;
+    int is_null;
+    int is_int;
+    int64_t num;
+    const char *str;
+    size_t len;
+} fstate;
+
+typedef struct rstate {
+    uint64_t del_hlc; /* 0: no tombstone */
+    const char *del_origin;
+    size_t del_olen;
+    int n;
+    fstate f[SS_SCHEMA_MAX_FIELDS]; /* sorted by idx */
+} rstate;
+
+/* Orders two clocks: hlc first, then origin byte-wise (as strcmp). */
+static int clock_cmp(uint64_t h1, const char *o1, size_t l1, uint64_t h2, const char *o2, size_t l2)
+{
+    if (h1 != h2)
+        return h1 < h2 ? -1 : 1;
+    size_t m = l1 < l2 ? l1 : l2;
+    int c = memcmp(o1, o2, m);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return l1 < l2 ? -1 : l1 > l2 ? 1 : 0;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* Blob layout (version 1):
+ *   u8 version | u64 del_hlc | u8 del_olen | del_origin | u8 n |
+ *   n x ( u8 idx | u64 hlc | u8 olen | origin | u8 kind (0 null, 1 int,
+ *         2 text) | int: u64 | text: u32 len, bytes ) */
+static int state_decode(const uint8_t *p, size_t len, int nfields, rstate *st)
+{
+    size_t off = 0;
+    memset(st, 0, sizeof *st);
+#define NEED(n)                      \
+    do {                             \
+        if (len - off < (size_t)(n)) \
+            return SS_ECORRUPT;      \
+    } while (0)
+    NEED(1 + 8 + 1);
+    if (p[0] != STATE_VERSION)
+        return SS_ECORRUPT;
+    st->del_hlc = get_u64(p + 1);
+    st->del_olen = p[9];
+    off = 10;
+    NEED(st->del_olen);
+    st->del_origin = (const char *)p + off;
+    off += st->del_olen;
+    NEED(1);
+    st->n = p[off++];
+    if (st->n > SS_SCHEMA_MAX_FIELDS)
+        return SS_ECORRUPT;
+    for (int i = 0; i < st->n; i++) {
+        fstate *f = &st->f[i];
+        NEED(1 + 8 + 1);
+        f->idx = p[off];
+        if (f->idx >= nfields || (i > 0 && f->idx <= st->f[i - 1].idx))
+            return SS_ECORRUPT;
+        f->hlc = get_u64(p + off + 1);
+        f->olen = p[off + 9];
+        off += 10;
+        NEED(f->olen + 1);
+        f->origin = (const char *)p + off;
+        off += f->olen;
+        uint8_t kind = p[off++];
+        if (kind == 0) {
+            f->is_null = 1;
+        } else if (kind == 1) {
+            NEED(8);
+            f->is_int = 1;
+            f->num = (int64_t)get_u64(p + off);
+            off += 8;
+        } else if (kind == 2) {
+            NEED(4);
+            f->len = (size_t)p[off] << 24 | (size_t)p[off + 1] << 16 | (size_t)p[off + 2] << 8 |
+                     p[off + 3];
+            off += 4;
+            NEED(f->len);
+            f->str = (const char *)p + off;
+            off += f->len;
+        } else {
+            return SS_ECORRUPT;
+        }
+    }
+    if (off != len)
+        return SS_ECORRUPT;
+#undef NEED
+    return 0;
+}
+
+static size_t state_size(const rstate *st)
+{
+    size_t n = 1 + 8 + 1 + st->del_olen + 1;
+    for (int i = 0; i < st->n; i++)
+        n += 1 + 8 + 1 + st->f[i].olen + 1 +
+             (st->f[i].is_null  ? 0
+              : st->f[i].is_int ? 8
+                                : 4 + st->f[i].len);
+    return n;
+}
+
+static size_t state_encode(const rstate *st, uint8_t *p)
+{
+    size_t off = 0;
+    p[off++] = STATE_VERSION;
+    put_u64(p + off, st->del_hlc);
+    off += 8;
+    p[off++] = (uint8_t)st->del_olen;
+    memcpy(p + off, st->del_origin, st->del_olen);
+    off += st->del_olen;
+    p[off++] = (uint8_t)st->n;
+    for (int i = 0; i < st->n; i++) {
+        const fstate *f = &st->f[i];
+        p[off++] = (uint8_t)f->idx;
+        put_u64(p + off, f->hlc);
+        off += 8;
+        p[off++] = (uint8_t)f->olen;
+        memcpy(p + off, f->origin, f->olen);
+        off += f->olen;
+        if (f->is_null) {
+            p[off++] = 0;
+        } else if (f->is_int) {
+            p[off++] = 1;
+            put_u64(p + off, (uint64_t)f->num);
+            off += 8;
+        } else {
+            p[off++] = 2;
+            p[off++] = (uint8_t)(f->len >> 24);
+            p[off++] = (uint8_t)(f->len >> 16);
+            p[off++] = (uint8_t)(f->len >> 8);
+            p[off++] = (uint8_t)f->len;
+            memcpy(p + off, f->str, f->len);
+            off += f->len;
+        }
+    }
+    return off;
+}
+
+/* Upper bound of one value as JSON text. */
+static size_t value_json_bound(const fstate *f)
+{
+    return f->is_null ? 4 : f->is_int ? 21 : 6 * f->len + 2;
+}
+
+static int value_json(const fstate *f, char *out, size_t cap, size_t *pos)
+{
+    if (f->is_null) {
+        if (cap - *pos < 5)
+            return SS_ENOSPC;
+        memcpy(out + *pos, "null", 5);
+        *pos += 4;
+        return 0;
+    }
+    if (f->is_int) {
+        int n = snprintf(out + *pos, cap - *pos, "%" PRId64, f->num);
+        if (n < 0 || (size_t)n >= cap - *pos)
+            return SS_ENOSPC;
+        *pos += (size_t)n;
+        return 0;
+    }
+    return ss_json_put_string(out, cap, pos, f->str, f->len);
+}
+
+/* {"field":value,...} for the given fields, into scratch buffer `which`. */
+static int fields_json(sd_store *s, int which, const ss_collection_def *coll, const fstate *fs,
+                       int n, const char **out)
+{
+    size_t need = 3;
+    for (int i = 0; i < n; i++)
+        need += 6 * strlen(coll->fields[fs[i].idx].name) + 4 + value_json_bound(&fs[i]);
+    char *buf = sd__scratch(s, which, need);
+    if (!buf)
+        return SS_ENOMEM;
+    size_t pos = 0;
+    buf[pos++] = '{';
+    for (int i = 0; i < n; i++) {
+        const char *name = coll->fields[fs[i].idx].name;
+        if (i)
+            buf[pos++] = ',';
+        int rc = ss_json_put_string(buf, need, &pos, name, strlen(name));
+        if (rc)
+            return rc;
+        buf[pos++] = ':';
+        rc = value_json(&fs[i], buf, need, &pos);
+        if (rc)
+            return rc;
+    }
+    buf[pos++] = '}';
+    buf[pos] = '\0';
+    *out = buf;
+    return 0;
+}
+
+/* The change's own field values as fstates (in the change's order). */
+static int change_fields(const ss_change *ch, const char *origin, fstate *fs)
+{
+    int n = 0;
+    if (!ch->coll)
+        return 0;
+    for (int i = 0; i < ch->nfields && i < SS_SCHEMA_MAX_FIELDS; i++) {
+        const ss_fieldval *fv = &ch->fields[i];
+        if (!fv->def)
+            continue;
+        fstate *f = &fs[n++];
+        memset(f, 0, sizeof *f);
+        f->idx = (int)(fv->def - ch->coll->fields);
+        f->hlc = ch->hlc;
+        f->origin = origin;
+        f->olen = strlen(origin);
+        f->is_null = fv->v.is_null;
+        f->is_int = !fv->v.is_null && fv->def->type == SS_FT_INT;
+        f->num = fv->v.num;
+        f->str = fv->v.str;
+        f->len = fv->v.len;
+    }
+    return n;
+}
+
+typedef struct apply_ctx {
+    sd_store *s;
+    const sd_peer *peer;
+    const ss_envelope *env;
+    int64_t now_ms;
+    sd_result *out;
+    uint64_t tamper_seq; /* set with SS_ETAMPER */
+} apply_ctx;
+
+static int ledger(apply_ctx *a, const ss_change *ch, const char *field, const fstate *loser,
+                  uint64_t lhlc, const char *lorig, size_t lolen, uint64_t whlc, const char *worig,
+                  size_t wolen)
+{
+    sd_store *s = a->s;
+    const char *val = NULL;
+    if (loser) {
+        size_t need = value_json_bound(loser) + 1;
+        char *buf = sd__scratch(s, SD_SCR_LOSER, need);
+        size_t pos = 0;
+        if (!buf)
+            return SS_ENOMEM;
+        int rc = value_json(loser, buf, need, &pos);
+        if (rc)
+            return rc;
+        buf[pos] = '\0';
+        val = buf;
+    }
+    sqlite3_stmt *st = sd__stmt(s, SD_ST_LOSER_INSERT);
+    if (!st)
+        return SS_EDB;
+    sqlite3_bind_int64(st, 1, a->now_ms);
+    sqlite3_bind_text(st, 2, ch->coll->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, ch->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, field, -1, SQLITE_STATIC);
+    if (val)
+        sqlite3_bind_text(st, 5, val, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)lhlc);
+    sqlite3_bind_text(st, 7, lorig, (int)lolen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (int64_t)whlc);
+    sqlite3_bind_text(st, 9, worig, (int)wolen, SQLITE_STATIC);
+    return sd__step_done(s, st, "recording a superseded value");
+}
+
+enum { OUT_APPLIED = 1, OUT_SUPERSEDED, OUT_DUPLICATE, OUT_FORBIDDEN };
+
+/* Writes the state as the row's new content. */
+static int write_row(apply_ctx *a, const ss_change *ch, const rstate *st, int insert, int *inserted)
+{
+    sd_store *s = a->s;
+    const char *doc = NULL;
+    int rc = fields_json(s, SD_SCR_DOC, ch->coll, st->f, st->n, &doc);
+    if (rc)
+        return rc;
+    size_t blen = state_size(st);
+    uint8_t *blob = sd__scratch(s, SD_SCR_STATE, blen);
+    if (!blob)
+        return SS_ENOMEM;
+    state_encode(st, blob);
+    uint64_t max_hlc = st->del_hlc;
+    for (int i = 0; i < st->n; i++)
+        if (st->f[i].hlc > max_hlc)
+            max_hlc = st->f[i].hlc;
+    int deleted = st->del_hlc != 0 && st->n == 0;
+    sqlite3_stmt *q;
+    if (insert) {
+        q = sd__stmt(s, SD_ST_REC_INSERT);
+        if (!q)
+            return SS_EDB;
+        sqlite3_bind_text(q, 1, ch->coll->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, ch->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, ch->site, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, doc, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 5, blob, (int)blen, SQLITE_STATIC);
+        sqlite3_bind_int(q, 6, deleted);
+        sqlite3_bind_int64(q, 7, (int64_t)max_hlc);
+        sqlite3_bind_int64(q, 8, a->now_ms);
+        rc = sd__step_done(s, q, "inserting a record");
+        if (rc)
+            return rc;
+        *inserted = sqlite3_changes(s->db) == 1;
+        return 0;
+    }
+    q = sd__stmt(s, SD_ST_REC_UPDATE);
+    if (!q)
+        return SS_EDB;
+    sqlite3_bind_text(q, 1, ch->coll->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, ch->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, doc, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 4, blob, (int)blen, SQLITE_STATIC);
+    sqlite3_bind_int(q, 5, deleted);
+    sqlite3_bind_int64(q, 6, (int64_t)max_hlc);
+    sqlite3_bind_int64(q, 7, a->now_ms);
+    return sd__step_done(s, q, "updating a record");
+}
+
+/* Merges one valid change. *outcome gets OUT_*; *owner_site the record's
+ * site when OUT_FORBIDDEN. */
+static int merge_change(apply_ctx *a, const ss_change *ch, int *outcome, char *owner_site)
+{
+    sd_store *s = a->s;
+    const char *origin = a->env->origin;
+    size_t olen = strlen(origin);
+    fstate inc[SS_SCHEMA_MAX_FIELDS];
+    int ninc = change_fields(ch, origin, inc);
+    int rc;
+
+    /* Most changes create records (keys are minted per origin in time
+     * order), so try the insert first: one statement, no lookup. */
+    {
+        rstate fresh;
+        memset(&fresh, 0, sizeof fresh);
+        if (ch->op == SS_OP_DELETE) {
+            fresh.del_hlc = ch->hlc;
+            fresh.del_origin = origin;
+            fresh.del_olen = olen;
+        } else {
+            /* Sorted by idx; a field twice was refused by the schema. */
+            for (int i = 0; i < ninc; i++) {
+                int j = fresh.n++;
+                while (j > 0 && fresh.f[j - 1].idx > inc[i].idx) {
+                    fresh.f[j] = fresh.f[j - 1];
+                    j--;
+                }
+                fresh.f[j] = inc[i];
+            }
+        }
+        int inserted = 0;
+        rc = write_row(a, ch, &fresh, 1, &inserted);
+        if (rc)
+            return rc;
+        if (inserted) {
+            *outcome = OUT_APPLIED;
+            return 0;
+        }
+    }
+
+    sqlite3_stmt *q = sd__stmt(s, SD_ST_REC_GET);
+    if (!q)
+        return SS_EDB;
+    sqlite3_bind_text(q, 1, ch->coll->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, ch->key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(q);
+        return rc == SQLITE_DONE ? (snprintf(s->err, sizeof s->err, "record vanished"), SS_EDB)
+                                 : sd__db_fail(s, "reading a record");
+    }
+    const char *site = (const char *)sqlite3_column_text(q, 0);
+    if (!site || strcmp(site, ch->site) != 0) {
+        snprintf(owner_site, SS_ID_MAX + 1, "%s", site ? site : "");
+        sqlite3_reset(q);
+        *outcome = OUT_FORBIDDEN;
+        return 0;
+    }
+    size_t blen = (size_t)sqlite3_column_bytes(q, 1);
+    uint8_t *copy = sd__scratch(s, SD_SCR_ROW, blen + 1);
+    if (!copy) {
+        sqlite3_reset(q);
+        return SS_ENOMEM;
+    }
+    if (blen)
+        memcpy(copy, sqlite3_column_blob(q, 1), blen);
+    sqlite3_reset(q);
+    rstate cur;
+    rc = state_decode(copy, blen, ch->coll->nfields, &cur);
+    if (rc) {
+        snprintf(s->err, sizeof s->err, "record %s/%s: stored state is corrupt", ch->coll->name,
+                 ch->key);
+        return rc;
+    }
+
+    int changed = 0, won = 0, lost = 0, dup = 0;
+    if (ch->op == SS_OP_DELETE) {
+        int c = cur.del_hlc
+                    ? clock_cmp(ch->hlc, origin, olen, cur.del_hlc, cur.del_origin, cur.del_olen)
+                    : 1;
+        if (c == 0) {
+            dup = 1;
+        } else if (c < 0) {
+            lost = 1;
+            rc = ledger(a, ch, "", NULL, ch->hlc, origin, olen, cur.del_hlc, cur.del_origin,
+                        cur.del_olen);
+            if (rc)
+                return rc;
+        } else {
+            won = 1;
+            changed = 1;
+            cur.del_hlc = ch->hlc;
+            cur.del_origin = origin;
+            cur.del_olen = olen;
+            int k = 0;
+            for (int i = 0; i < cur.n; i++) {
+                fstate *f = &cur.f[i];
+                if (clock_cmp(f->hlc, f->origin, f->olen, ch->hlc, origin, olen) < 0) {
+                    rc = ledger(a, ch, ch->coll->fields[f->idx].name, f, f->hlc, f->origin, f->olen,
+                                ch->hlc, origin, olen);
+                    if (rc)
+                        return rc;
+                } else {
+                    cur.f[k++] = *f;
+                }
+            }
+            cur.n = k;
+        }
+    } else {
+        for (int i = 0; i < ninc; i++) {
+            const fstate *in = &inc[i];
+            const char *fname = ch->coll->fields[in->idx].name;
+            if (cur.del_hlc &&
+                clock_cmp(in->hlc, origin, olen, cur.del_hlc, cur.del_origin, cur.del_olen) <= 0) {
+                lost++;
+                rc = ledger(a, ch, fname, in, in->hlc, origin, olen, cur.del_hlc, cur.del_origin,
+                            cur.del_olen);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            int j = 0;
+            while (j < cur.n && cur.f[j].idx < in->idx)
+                j++;
+            if (j < cur.n && cur.f[j].idx == in->idx) {
+                fstate *f = &cur.f[j];
+                int c = clock_cmp(in->hlc, origin, olen, f->hlc, f->origin, f->olen);
+                if (c == 0) {
+                    dup++;
+                } else if (c < 0) {
+                    lost++;
+                    rc =
+                        ledger(a, ch, fname, in, in->hlc, origin, olen, f->hlc, f->origin, f->olen);
+                    if (rc)
+                        return rc;
+                } else {
+                    rc = ledger(a, ch, fname, f, f->hlc, f->origin, f->olen, in->hlc, origin, olen);
+                    if (rc)
+                        return rc;
+                    *f = *in;
+                    won++;
+                    changed = 1;
+                }
+            } else {
+                for (int k = cur.n; k > j; k--)
+                    cur.f[k] = cur.f[k - 1];
+                cur.f[j] = *in;
+                cur.n++;
+                won++;
+                changed = 1;
+            }
+        }
+    }
+    if (changed) {
+        int unused = 0;
+        rc = write_row(a, ch, &cur, 0, &unused);
+        if (rc)
+            return rc;
+    }
+    *outcome = won ? OUT_APPLIED : lost ? OUT_SUPERSEDED : OUT_DUPLICATE;
+    (void)dup;
+    return 0;
+}
+
+/* Copies at most cap-1 bytes and terminates (truncation is acceptable for
+ * names already bounded by the schema and for messages). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static int add_reject(sd_result *out, const char *origin, uint64_t seq, int code, const char *field,
+                      const char *msg)
+{
+    if ((out->nrejects & (out->nrejects - 1)) == 0) {
+        size_t cap = out->nrejects ? (size_t)out->nrejects * 2 : 1;
+        ss_reject *r = ss_realloc(out->rejects, cap * sizeof *r);
+        if (!r)
+            return SS_ENOMEM;
+        out->rejects = r;
+    }
+    ss_reject *r = &out->rejects[out->nrejects++];
+    memset(r, 0, sizeof *r);
+    copy_str(r->origin, sizeof r->origin, origin);
+    r->seq = seq;
+    r->code = code;
+    copy_str(r->field, sizeof r->field, field);
+    copy_str(r->message, sizeof r->message, msg);
+    return 0;
+}
+
+/* One audit entry for a change. */
+static int audit_change(apply_ctx *a, uint64_t seq, const ss_change *ch, const uint8_t *chash,
+                        const char *outcome, const char *detail)
+{
+    const char *fields = NULL;
+    if (ch && ch->coll && ch->op != SS_OP_DELETE) {
+        fstate fs[SS_SCHEMA_MAX_FIELDS];
+        int n = change_fields(ch, a->env->origin, fs);
+        int rc = fields_json(a->s, SD_SCR_TEXT, ch->coll, fs, n, &fields);
+        if (rc)
+            return rc;
+    }
+    sd_audit_entry e = { 0 };
+    e.at_ms = a->now_ms;
+    e.peer = a->peer->ident.node;
+    e.fingerprint = a->peer->fingerprint;
+    e.serial = a->peer->serial;
+    e.path = a->peer->path[0] ? a->peer->path : "direct";
+    e.origin = a->env->origin;
+    e.seq = seq;
+    if (ch) {
+        e.collection = ch->coll ? ch->coll->name : NULL;
+        e.key = ch->key;
+        e.site = ch->site;
+        e.op = (ch->op >= SS_OP_CREATE && ch->op <= SS_OP_DELETE) ? ss_op_name(ch->op) : NULL;
+        e.hlc = ch->hlc;
+    }
+    e.fields = fields;
+    e.outcome = outcome;
+    e.detail = detail;
+    e.chash = chash;
+    return sd__audit_append(a->s, &e);
+}
+
+static int origin_put(sd_store *s, const char *origin, uint64_t seq, int64_t now_ms)
+{
+    sqlite3_stmt *st = sd__stmt(s, SD_ST_ORIGIN_PUT);
+    if (!st)
+        return SS_EDB;
+    sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)seq);
+    sqlite3_bind_int64(st, 3, now_ms);
+    return sd__step_done(s, st, "advancing the committed sequence");
+}
+
+static int site_seen(sd_store *s, const char *site, const char *origin, int64_t now_ms)
+{
+    sqlite3_stmt *st = sd__stmt(s, SD_ST_SITE_SEEN);
+    if (!st)
+        return SS_EDB;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_text(st, 3, origin, -1, SQLITE_STATIC);
+    return sd__step_done(s, st, "recording the site");
+}
+
+static void set_msg(sd_result *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_msg(sd_result *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->message, sizeof out->message, fmt, ap);
+    va_end(ap);
+}
+
+/* The stored hash of the change that consumed (origin, seq): 1 found, 0
+ * none, or an error. */
+static int stored_chash(sd_store *s, const char *origin, uint64_t seq, uint8_t out[SD_HASH_LEN])
+{
+    sqlite3_stmt *st = sd__stmt(s, SD_ST_AUDIT_CHASH);
+    if (!st)
+        return SS_EDB;
+    sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)seq);
+    int rc = sqlite3_step(st);
+    int found = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == SD_HASH_LEN) {
+        memcpy(out, sqlite3_column_blob(st, 0), SD_HASH_LEN);
+        found = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_reset(st);
+        return sd__db_fail(s, "looking up a committed change");
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+/* Audits every change of an envelope refused as a whole (wrong origin or
+ * role); no change hash: the sequence numbers are not consumed. */
+static int audit_refused_envelope(apply_ctx *a, const ss_body *body, const char *outcome,
+                                  const char *detail)
+{
+    uint32_t n = ss_body_count(body);
+    for (uint32_t i = 0; i < n; i++) {
+        int rc =
+            audit_change(a, a->env->first_seq + i, ss_body_change(body, i), NULL, outcome, detail);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
+{
+    sd_store *s = a->s;
+    const ss_envelope *env = a->env;
+    sd_result *out = a->out;
+    const sd_peer *peer = a->peer;
+    int check_site = peer->ident.role == SS_ROLE_GATEWAY || peer->ident.role == SS_ROLE_RELAY;
+    const char *seen[SS_IDENT_MAX_SITES];
+    int nseen = 0;
+    char detail[320];
+    char outcome[64];
+    int rc;
+
+    for (uint32_t i = 0; i < env->count; i++) {
+        uint64_t seq = env->first_seq + i;
+        const ss_change *ch = ss_body_change(body, i);
+        const uint8_t *raw = NULL;
+        size_t rawlen = 0;
+        uint8_t chash[SD_HASH_LEN];
+        ss_body_change_raw(body, i, &raw, &rawlen);
+        rc = sd__sha256(s, raw, rawlen, chash);
+        if (rc)
+            return rc;
+        out->counts.received++;
+
+        if (seq <= committed) {
+            uint8_t prev[SD_HASH_LEN];
+            rc = stored_chash(s, env->origin, seq, prev);
+            if (rc < 0)
+                return rc;
+            if (rc == 0 || memcmp(prev, chash, SD_HASH_LEN) != 0) {
+                a->tamper_seq = seq;
+                set_msg(out, "origin %s seq %" PRIu64 ": %s", env->origin, seq,
+                        rc == 0 ? "already committed but no record of its content to compare"
+                                : "content differs from the change committed with this sequence");
+                return SS_ETAMPER;
+            }
+            rc = audit_change(a, seq, ch, chash, "duplicate", NULL);
+            if (rc)
+                return rc;
+            out->counts.duplicate++;
+            continue;
+        }
+
+        const ss_verr *verr = NULL;
+        int verrc = ss_body_change_error(body, i, &verr);
+        int code = 0;
+        const char *field = "";
+        detail[0] = '\0';
+        int site_ok = ss_id_check_str(ch->site) == 0;
+        if (check_site && site_ok && !ss_ident_has_site(&peer->ident, ch->site)) {
+            code = SS_EFORBIDDEN;
+            snprintf(detail, sizeof detail, "site %s is not in the certificate of %s %s", ch->site,
+                     ss_role_name(peer->ident.role), peer->ident.node);
+        } else if (ch->hlc && ss_hlc_ms(ch->hlc) > (uint64_t)(a->now_ms + s->skew_ms)) {
+            code = SS_ESKEW;
+            snprintf(detail, sizeof detail,
+                     "hlc is %" PRIu64 " ms ahead of the daemon's clock (tolerance %" PRId64 " ms)",
+                     ss_hlc_ms(ch->hlc) - (uint64_t)a->now_ms, s->skew_ms);
+        } else if (verrc) {
+            code = verrc;
+            field = verr ? verr->field : "";
+            snprintf(detail, sizeof detail, "%s%s%s", field[0] ? field : "", field[0] ? ": " : "",
+                     verr && verr->msg[0] ? verr->msg : ss_strerror(verrc));
+        }
+        if (site_ok && code != SS_EFORBIDDEN) {
+            /* An authorized peer spoke for this site: it is alive. */
+            int k = 0;
+            while (k < nseen && strcmp(seen[k], ch->site) != 0)
+                k++;
+            if (k == nseen) {
+                if (nseen < SS_IDENT_MAX_SITES) {
+                    seen[nseen++] = ch->site;
+                } else {
+                    rc = site_seen(s, ch->site, env->origin, a->now_ms);
+                    if (rc)
+                        return rc;
+                }
+            }
+        }
+        if (!code) {
+            int oc = 0;
+            char owner[SS_ID_MAX + 1] = "";
+            rc = merge_change(a, ch, &oc, owner);
+            if (rc)
+                return rc;
+            if (oc == OUT_FORBIDDEN) {
+                code = SS_EFORBIDDEN;
+                snprintf(detail, sizeof detail, "record %s/%s belongs to site %s, not %s",
+                         ch->coll->name, ch->key, owner, ch->site);
+            } else {
+                const char *name = oc == OUT_APPLIED      ? "applied"
+                                   : oc == OUT_SUPERSEDED ? "superseded"
+                                                          : "duplicate";
+                if (oc == OUT_APPLIED)
+                    out->counts.applied++;
+                else if (oc == OUT_SUPERSEDED)
+                    out->counts.superseded++;
+                else
+                    out->counts.duplicate++;
+                rc = audit_change(a, seq, ch, chash, name,
+                                  oc == OUT_DUPLICATE ? "same write (hlc, origin) already stored"
+                                                      : NULL);
+                if (rc)
+                    return rc;
+                continue;
+            }
+        }
+        snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(code));
+        rc = add_reject(out, env->origin, seq, code, field, detail);
+        if (rc)
+            return rc;
+        out->counts.rejected++;
+        rc = audit_change(a, seq, ch, chash, outcome, detail);
+        if (rc)
+            return rc;
+    }
+    for (int k = 0; k < nseen; k++) {
+        rc = site_seen(s, seen[k], env->origin, a->now_ms);
+        if (rc)
+            return rc;
+    }
+    uint64_t last = ss_envelope_last_seq(env);
+    out->committed = last > committed ? last : committed;
+    if (last > committed) {
+        rc = origin_put(s, env->origin, last, a->now_ms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Everything after the envelope parsed; runs inside a transaction. */
+static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, size_t len,
+                        int64_t now_ms, sd_result *out)
+{
+    ss_envelope env;
+    ss_body *body = NULL;
+    ss_verr verr;
+    char detail[320];
+    int rc = ss_envelope_parse(bytes, len, &env);
+    apply_ctx a = { s, peer, &env, now_ms, out, 0 };
+    memset(&verr, 0, sizeof verr);
+    if (rc) {
+        set_msg(out, "malformed envelope: %s", ss_strerror(rc));
+        snprintf(detail, sizeof detail, "%s (%zu bytes)", out->message, len);
+        char outcome[64];
+        snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(rc));
+        int arc = sd_store_audit_event(s, peer, now_ms, NULL, 0, outcome, detail);
+        return arc ? arc : rc;
+    }
+    rc = ss_body_parse(&env, &body, &verr);
+    if (rc) {
+        set_msg(out, "malformed envelope body: %s%s%s", verr.field[0] ? verr.field : "",
+                verr.field[0] ? ": " : "", verr.msg[0] ? verr.msg : ss_strerror(rc));
+        char outcome[64];
+        snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(rc));
+        snprintf(detail, sizeof detail, "seq %" PRIu64 "..%" PRIu64 ": %s", env.first_seq,
+                 ss_envelope_last_seq(&env), out->message);
+        int arc = sd_store_audit_event(s, peer, now_ms, env.origin, env.first_seq, outcome, detail);
+        return arc ? arc : rc;
+    }
+
+    rc = sd__savepoint(s);
+    if (rc)
+        goto done;
+    rc = sd__peer_seen(s, peer, now_ms);
+    if (rc)
+        goto rollback;
+
+    /* Who may send this envelope at all: decided before looking at
+     * sequences, so a refused peer learns nothing about another origin. */
+    int refuse = 0;
+    if (peer->ident.role == SS_ROLE_GATEWAY && strcmp(env.origin, peer->ident.node) != 0) {
+        refuse = SS_EAUTH;
+        set_msg(out, "gateway %s may only send its own changes, not origin %s", peer->ident.node,
+                env.origin);
+    } else if (peer->ident.role != SS_ROLE_GATEWAY && peer->ident.role != SS_ROLE_RELAY) {
+        refuse = SS_EROLE;
+        set_msg(out, "role %s may not send changes", ss_role_name(peer->ident.role));
+    }
+    if (refuse) {
+        char outcome[64];
+        snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(refuse));
+        rc = audit_refused_envelope(&a, body, outcome, out->message);
+        if (rc)
+            goto rollback;
+        out->counts.received = out->counts.rejected = env.count;
+        rc = sd__audit_save_head(s);
+        if (rc)
+            goto rollback;
+        rc = sd__release(s);
+        if (!rc) {
+            uint64_t c = 0;
+            rc = sd_store_committed(s, env.origin, &c);
+            out->committed = c;
+        }
+        rc = rc ? rc : refuse;
+        goto done;
+    }
+
+    uint64_t committed = 0;
+    rc = sd_store_committed(s, env.origin, &committed);
+    if (rc)
+        goto rollback;
+    out->committed = committed;
+    if (env.first_seq > committed + 1) {
+        out->resume = committed + 1;
+        set_msg(out, "origin %s: sequence gap, got %" PRIu64 "..%" PRIu64 ", resume at %" PRIu64,
+                env.origin, env.first_seq, ss_envelope_last_seq(&env), committed + 1);
+        sd_audit_entry e = { 0 };
+        e.at_ms = now_ms;
+        e.peer = peer->ident.node;
+        e.fingerprint = peer->fingerprint;
+        e.serial = peer->serial;
+        e.path = peer->path[0] ? peer->path : "direct";
+        e.origin = env.origin;
+        e.seq = env.first_seq;
+        e.outcome = "rejected:gap";
+        e.detail = out->message;
+        rc = sd__audit_append(s, &e);
+        if (!rc)
+            rc = sd__audit_save_head(s);
+        if (rc)
+            goto rollback;
+        rc = sd__release(s);
+        rc = rc ? rc : SS_EGAP;
+        goto done;
+    }
+
+    rc = apply_body(&a, body, committed);
+    if (rc == SS_ETAMPER) {
+        /* Nothing of a tampered envelope stays; the attempt itself is
+         * audited once, on the first differing change. */
+        char msg[sizeof out->message];
+        memcpy(msg, out->message, sizeof msg);
+        sd_result_free(out);
+        memset(&out->counts, 0, sizeof out->counts);
+        rc = sd__rollback_to(s);
+        if (rc)
+            goto done;
+        out->committed = committed;
+        memcpy(out->message, msg, sizeof msg);
+        uint64_t bad = a.tamper_seq;
+        const ss_change *ch = ss_body_change(body, (uint32_t)(bad - env.first_seq));
+        rc = sd__savepoint(s);
+        /* No change hash on this entry: the committed one stays the
+         * reference for later re-deliveries. */
+        if (!rc)
+            rc = audit_change(&a, bad, ch, NULL, "rejected:tamper", out->message);
+        if (!rc)
+            rc = sd__audit_save_head(s);
+        if (rc) {
+            sd__rollback_to(s);
+            goto done;
+        }
+        rc = sd__release(s);
+        rc = rc ? rc : SS_ETAMPER;
+        goto done;
+    }
+    if (rc)
+        goto rollback;
+    rc = sd__audit_save_head(s);
+    if (rc)
+        goto rollback;
+    rc = sd__release(s);
+    goto done;
+
+rollback:
+    if (!out->message[0] || rc == SS_EDB || rc == SS_ENOMEM)
+        set_msg(out, "%s", rc == SS_EDB ? s->err : ss_strerror(rc));
+    sd__rollback_to(s);
+    sd_result_free(out);
+    memset(&out->counts, 0, sizeof out->counts);
+done:
+    ss_body_free(body);
+    return rc;
+}
+
+int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
+                   int64_t now_ms, sd_result *out)
+{
+    if (!out)
+        return SS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!s || !peer || !env_bytes || s->readonly) {
+        out->code = SS_EINVAL;
+        set_msg(out, "sd_store_apply: invalid arguments or read-only store");
+        return SS_EINVAL;
+    }
+    /* Outside a writer transaction (tests, tools), each envelope gets one. */
+    int own = !s->in_txn;
+    int rc = own ? sd_store_begin(s) : 0;
+    if (rc) {
+        out->code = rc;
+        set_msg(out, "%s", s->err);
+        return rc;
+    }
+    rc = apply_in_txn(s, peer, env_bytes, env_len, now_ms, out);
+    if (own) {
+        int crc =
+            (rc == SS_EDB || rc == SS_ENOMEM) ? (sd_store_rollback(s), rc) : sd_store_commit(s);
+        if (crc && crc != rc) {
+            sd_result_free(out);
+            memset(&out->counts, 0, sizeof out->counts);
+            set_msg(out, "commit failed: %s", s->err);
+            rc = crc;
+        }
+    }
+    out->code = rc;
+    if (rc && !out->message[0])
+        set_msg(out, "%s", ss_strerror(rc));
+    return rc;
+}
