@@ -1110,10 +1110,19 @@ static void drop_handles(fws_sim *sim, int free_them)
             free(f);
         }
     }
-    /* Listeners first: their accept queues hold sockets of this node. */
-    for (struct fws_sock *s = sim->socks; s != NULL; s = s->next) {
-        if (s->kind == SOCK_LISTENER && !s->stale)
-            listener_stop(sim->w, s);
+    /* Listeners first: their accept queues hold sockets of this node, which
+     * listener_stop frees from the very list being walked, so start over
+     * after each one (marking it stale keeps it from being stopped twice). */
+    for (int again = 1; again;) {
+        again = 0;
+        for (struct fws_sock *s = sim->socks; s != NULL; s = s->next) {
+            if (s->kind == SOCK_LISTENER && !s->stale) {
+                listener_stop(sim->w, s);
+                s->stale = 1;
+                again = 1;
+                break;
+            }
+        }
     }
     for (struct fws_sock *s = sim->socks, *nx; s != NULL; s = nx) {
         nx = s->next;

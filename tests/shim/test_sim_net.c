@@ -389,6 +389,34 @@ TEST(power_cut_resets_the_nodes_connections_only)
     fws_sim_destroy(srv); /* frees the unclosed listener */
 }
 
+TEST(power_cut_with_unaccepted_connections)
+{
+    fws gs, ss;
+    fws_sim *gw = mk(12, NULL, &gs);
+    fws_sim *srv = mk(13, gw, &ss);
+    fws_sock *l1 = NULL, *l2 = NULL, *c[4] = { NULL };
+    uint16_t p1 = 0, p2 = 0;
+    ASSERT_EQ(fws_listen(&ss, "", 0, &l1, &p1), 0);
+    ASSERT_EQ(fws_connect(&gs, "h", p1, 100, &c[0]), 0);
+    ASSERT_EQ(fws_listen(&ss, "", 0, &l2, &p2), 0);
+    ASSERT_NE(p1, p2);
+    ASSERT_EQ(fws_connect(&gs, "h", p2, 100, &c[1]), 0);
+    ASSERT_EQ(fws_connect(&gs, "h", p1, 100, &c[2]), 0);
+    ASSERT_EQ(fws_connect(&gs, "h", p2, 100, &c[3]), 0);
+    fws_sim_reboot(srv); /* a crash drops sockets just like a power cut */
+    uint8_t b[4];
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(fws_recv(&gs, c[i], b, sizeof(b), 0), FWS_ECONNRESET);
+        fws_sock_close(&gs, c[i]);
+    }
+    fws_sock *a = NULL;
+    ASSERT_EQ(fws_accept(&ss, l1, &a, NULL, 0), FWS_EPOWER);
+    fws_sock_close(&ss, l1);                          /* stale, still safe to close */
+    ASSERT_EQ(fws_listen(&ss, "", p2, &l1, NULL), 0); /* the port is free again */
+    fws_sim_destroy(srv); /* frees the unclosed l2 and the new listener */
+    fws_sim_destroy(gw);
+}
+
 TEST(blackhole_connect_waits_its_timeout)
 {
     fws s;
@@ -451,6 +479,7 @@ TEST(network_runs_are_deterministic)
     SS_TEST_ENTRY(send_buffer_cap_gives_partial_then_eagain)          \
     SS_TEST_ENTRY(idle_hook_lets_the_other_node_run)                  \
     SS_TEST_ENTRY(power_cut_resets_the_nodes_connections_only)        \
+    SS_TEST_ENTRY(power_cut_with_unaccepted_connections)              \
     SS_TEST_ENTRY(blackhole_connect_waits_its_timeout)                \
     SS_TEST_ENTRY(network_runs_are_deterministic)
 

@@ -143,7 +143,8 @@ int64_t fws_mono_ms(const fws *s);
 void fws_sleep_ms(const fws *s, uint32_t ms);
 int fws_entropy(const fws *s, uint8_t *buf, size_t len);
 
-/* 0 if name is a valid storage name. */
+/* 0 if name is a valid storage name (see FWS_NAME_MAX; also: not starting
+ * with '.', no ".." anywhere), else FWS_EINVAL. */
 int fws_name_check(const char *name);
 int fws_open(const fws *s, const char *name, int flags, fws_file **out);
 int fws_read(const fws *s, fws_file *f, uint64_t off, void *buf, size_t len);
@@ -157,12 +158,14 @@ void fws_close(const fws *s, fws_file *f);
 int fws_rename(const fws *s, const char *from, const char *to);
 int fws_remove(const fws *s, const char *name);
 int fws_list(const fws *s, int (*cb)(void *arg, const char *name), void *arg);
-/* Writes a whole small file atomically: temp file, sync, rename. */
+/* Writes a whole small file atomically: temp file "<name>.tmp" (so name is
+ * at most FWS_NAME_MAX - 4 bytes), sync, rename. Returns 0 or an error. */
 int fws_write_atomic(const fws *s, const char *name, const void *buf, size_t len);
 
 int fws_connect(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms, fws_sock **out);
 int fws_send(const fws *s, fws_sock *sock, const void *buf, size_t len);
-/* Sends all len bytes, waiting (poll) up to timeout_ms in total. */
+/* Sends all len bytes, waiting (poll) up to timeout_ms in total. Returns 0,
+ * FWS_ETIMEDOUT (part may have been sent) or the send error. */
 int fws_send_all(const fws *s, fws_sock *sock, const void *buf, size_t len, uint32_t timeout_ms);
 int fws_recv(const fws *s, fws_sock *sock, void *buf, size_t len, uint32_t timeout_ms);
 void fws_sock_close(const fws *s, fws_sock *sock);
