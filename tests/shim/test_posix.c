@@ -236,6 +236,37 @@ TEST(bad_names_refused)
     env_close(&e);
 }
 
+TEST(creates_missing_directories_0700)
+{
+    env e;
+    env_open(&e);
+    char deep[128];
+    snprintf(deep, sizeof(deep), "%s/a/b/journal", e.dir);
+    fws_posix_config cfg = { deep, FWS_LOG_ERROR, "test" };
+    fws_posix *px = NULL;
+    fws s;
+    ASSERT_EQ(fws_posix_new(&cfg, &px, &s), 0);
+    struct stat st;
+    ASSERT_EQ(stat(deep, &st), 0);
+    ASSERT(S_ISDIR(st.st_mode));
+    ASSERT_EQ(st.st_mode & 0777, 0700);
+    ASSERT_EQ(fws_write_atomic(&s, "x", "1", 1), 0);
+    ASSERT_EQ(fws_remove(&s, "x"), 0);
+    fws_posix_destroy(px);
+    ASSERT_EQ(rmdir(deep), 0);
+    snprintf(deep, sizeof(deep), "%s/a/b", e.dir);
+    ASSERT_EQ(rmdir(deep), 0);
+    snprintf(deep, sizeof(deep), "%s/a", e.dir);
+    ASSERT_EQ(rmdir(deep), 0);
+    /* A path through a regular file cannot be a storage directory. */
+    put(&e, "plain", "x");
+    snprintf(deep, sizeof(deep), "%s/plain/sub", e.dir);
+    cfg.dir = deep;
+    ASSERT(fws_posix_new(&cfg, &px, &s) < 0);
+    ASSERT_EQ(fws_posix_new(NULL, &px, &s), FWS_EINVAL);
+    env_close(&e);
+}
+
 /* Accepts the one connection pending on l, waiting up to 2 s. */
 static fws_sock *accept_one(fws *s, fws_sock *l, char *peer, size_t cap)
 {
@@ -463,6 +494,7 @@ TEST(strerror_covers_every_code)
     SS_TEST_ENTRY(rename_replaces_target)           \
     SS_TEST_ENTRY(remove_missing_is_enoent)         \
     SS_TEST_ENTRY(bad_names_refused)                \
+    SS_TEST_ENTRY(creates_missing_directories_0700) \
     SS_TEST_ENTRY(loopback_tcp_echo)                \
     SS_TEST_ENTRY(connect_to_closed_port_refused)   \
     SS_TEST_ENTRY(recv_times_out)                   \

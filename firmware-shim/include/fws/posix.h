@@ -9,8 +9,9 @@
 typedef struct fws_posix fws_posix; /* opaque */
 
 typedef struct fws_posix_config {
-    const char *dir;   /* storage directory; created 0700 if missing */
-    int log_level;     /* lines above this level are dropped */
+    const char *dir;     /* storage directory; created 0700 (with parents) if
+                            missing; NULL: no storage (FWS_ENOTSUP) */
+    int log_level;       /* lines above this level are dropped */
     const char *log_tag; /* prefix for log lines, e.g. "sitesync-gw" */
 } fws_posix_config;
 
