@@ -1,0 +1,51 @@
+/* server.h - sitesyncd's network front: the listener, the set of live
+ * sessions, limits, signals (SIGTERM/SIGINT drain, SIGHUP reload) and
+ * shutdown. Everything runs on one libuv loop; durable work goes to the
+ * writer (writer.h). */
+#ifndef SD_SERVER_H
+#define SD_SERVER_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "sd/config.h"
+#include "sd/log.h"
+#include "sd/writer.h"
+
+typedef struct sd_server sd_server; /* opaque */
+
+/* Builds the TLS context and opens a read-only store handle for WELCOME
+ * lookups. cfg, log and writer must outlive the server. Returns 0 with *out,
+ * or an error with a message in err. Nothing is listening yet. */
+int sd_server_new(uv_loop_t *loop, const sd_config *cfg, const sd_log *log, sd_writer *writer,
+                  sd_server **out, char *err, size_t errcap);
+
+/* Binds and listens on cfg->listen, installs the signal handlers, writes
+ * cfg->port_file if set. Returns 0 or an error (err says which). */
+int sd_server_start(sd_server *s, char *err, size_t errcap);
+
+/* The bound port (after start), or 0. */
+int sd_server_port(const sd_server *s);
+
+/* Graceful stop, as on SIGTERM: stop accepting, let sessions finish and
+ * acknowledge their in-flight batches, send BYE, close them (cut after
+ * drain_timeout_ms), stop the writer, then close the server's own handles.
+ * done (optional) runs on the loop when all of that is over; afterwards
+ * uv_run returns and uv_loop_close succeeds. Safe to call twice. */
+void sd_server_shutdown(sd_server *s, void (*done)(void *arg), void *arg);
+
+/* As on SIGHUP: rebuild the TLS context from the configured files (new
+ * connections use it) and re-verify live sessions against the new CA/CRL,
+ * closing those that no longer pass. Returns 0, or the error building the
+ * new context (the old one stays in use). */
+int sd_server_reload(sd_server *s);
+
+/* Live sessions. */
+size_t sd_server_connections(const sd_server *s);
+
+/* Frees the server after shutdown completed (or if it never started).
+ * Accepts NULL. */
+void sd_server_destroy(sd_server *s);
+
+#endif

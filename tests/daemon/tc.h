@@ -1,0 +1,115 @@
+/* tc.h - helpers for sitesyncd integration tests: a fresh PKI per test from
+ * sitesync-pki, a daemon process on 127.0.0.1 with a port file, and a
+ * blocking OpenSSL test client speaking the sitesync frame protocol. */
+#ifndef TC_H
+#define TC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "proto/frame.h"
+#include "proto/msg.h"
+#include "proto/schema.h"
+
+/* A test's scratch directory with a CA in it (DIR/ca.crt, DIR/crl.pem) and
+ * the daemon's certificate (DIR/daemon.crt/.key). */
+typedef struct tc_env {
+    char dir[256];
+} tc_env;
+
+void tc_env_setup(tc_env *e);
+/* Removes the directory unless the test failed (then it stays for study). */
+void tc_env_cleanup(tc_env *e);
+/* Issues DIR/<node>.crt/.key; sites is a comma-separated list or NULL. */
+void tc_issue(tc_env *e, const char *role, const char *node, const char *sites);
+void tc_revoke(tc_env *e, const char *node);
+/* Runs a command, returns its exit status (or -1). */
+int tc_run(char *const argv[], const char *out_file);
+/* path = DIR/name into buf. */
+const char *tc_path(const tc_env *e, const char *name, char *buf, size_t cap);
+
+typedef struct tc_daemon {
+    pid_t pid;
+    int port;
+    char log[300];
+    char db[300];
+} tc_daemon;
+
+/* Starts sitesyncd with the env's PKI on 127.0.0.1:0 and the extra flags
+ * (NULL-terminated "--key", "value" list); waits for its port file. */
+void tc_daemon_start(tc_env *e, tc_daemon *d, const char *const *extra);
+/* Sends sig and waits up to timeout_ms; returns the wait status, or -1 if
+ * the process had to be killed. */
+int tc_daemon_stop(tc_daemon *d, int sig, int timeout_ms);
+int tc_daemon_alive(tc_daemon *d);
+/* Number of lines of the daemon log containing needle. */
+int tc_log_count(const tc_daemon *d, const char *needle);
+/* Waits up to timeout_ms for needle to appear in the log; returns 1/0. */
+int tc_log_wait(const tc_daemon *d, const char *needle, int timeout_ms);
+
+typedef struct tc_client {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    ss_fdec dec;
+    char node[SS_ID_MAX + 1];
+    uint8_t rx[16384]; /* decrypted bytes not yet fed to dec */
+    size_t rx_pos, rx_len;
+} tc_client;
+
+typedef struct tc_tls_opts {
+    int max_version; /* 0: default */
+    int min_version;
+    int no_cert;      /* present no client certificate */
+    const char *ca;   /* override trust anchor file */
+    const char *cert; /* override cert/key files */
+    const char *key;
+} tc_tls_opts;
+
+/* TCP connect to 127.0.0.1:port (blocking, 10 s receive timeout). */
+int tc_tcp_connect(int port);
+/* Connects with DIR/<node>.crt. Returns 0 or -1 if the TLS handshake failed. */
+int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls_opts *o);
+void tc_close(tc_client *c);
+
+int tc_send_raw(tc_client *c, const void *p, size_t n);
+int tc_send_frame(tc_client *c, int type, const void *payload, size_t len);
+int tc_send_msg(tc_client *c, const ss_msg *m);
+/* Receives one frame: 1 (payload malloc'd into *payload), 0 closed, -1
+ * timeout or error. */
+int tc_recv_frame(tc_client *c, int timeout_ms, int *type, uint8_t **payload, uint32_t *len);
+/* Receives and decodes one control message: 1, 0 closed, -1 error. */
+int tc_recv_msg(tc_client *c, int timeout_ms, ss_msg *m);
+/* HELLO as node/role (origins optional), returns the WELCOME. Asserts. */
+void tc_hello(tc_client *c, const char *role, const char *const *origins, ss_welcome *w);
+/* Committed seq for origin in a WELCOME (asserts it is listed). */
+uint64_t tc_welcome_seq(const ss_welcome *w, const char *origin);
+
+/* A site_status update of site (= key) setting note (and alert_level if
+ * not NULL). */
+void tc_change_status(ss_change *ch, uint64_t seq, ss_hlc_t hlc, const char *site, const char *note,
+                      const char *alert);
+/* Builds an envelope of n changes (their seqs must run from first_seq);
+ * returns a malloc'd buffer. */
+uint8_t *tc_envelope(const char *origin, const ss_change *chs, uint32_t n, size_t *len);
+/* Sends one BATCH of n status changes for origin/site from first_seq with
+ * notes "<tag>-<seq>". */
+void tc_send_batch(tc_client *c, const char *origin, const char *site, uint64_t first_seq,
+                   uint32_t n, const char *tag, ss_hlc_t hlc0);
+/* Waits for an ACK covering origin up to seq (skipping other frames but
+ * failing on ERROR). Returns the last acked seq. */
+uint64_t tc_wait_ack(tc_client *c, const char *origin, uint64_t seq, int timeout_ms);
+
+int64_t tc_now_ms(void);
+/* Current physical time as an HLC with counter 0. */
+ss_hlc_t tc_hlc_now(void);
+
+/* Read-only SQLite queries on the daemon's database: one integer. */
+int64_t tc_sql_int(const char *db, const char *sql);
+/* One text value into buf ("" if no row). */
+const char *tc_sql_text(const char *db, const char *sql, char *buf, size_t cap);
+
+#endif
