@@ -18,7 +18,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/pki.sh
 . "$HERE/lib/pki.sh"
 
-BIN= PKI= COUNT=1000 TLS=1.2
+BIN='' PKI='' COUNT=1000 TLS=1.2
 while [ $# -gt 0 ]; do
     case $1 in
     --bin) BIN=${2:?--bin needs a directory}; shift 2 ;;
@@ -31,8 +31,9 @@ while [ $# -gt 0 ]; do
 done
 [[ $COUNT =~ ^[1-9][0-9]*$ ]] || bench_die "handshake_peer.sh: -n wants a positive number"
 [ "$TLS" = 1.2 ] || [ "$TLS" = 1.3 ] || bench_die "handshake_peer.sh: --tls is 1.2 or 1.3"
-[ -n "$BIN" ] && [ -x "$BIN/tls_handshake" ] ||
+if [ -z "$BIN" ] || [ ! -x "$BIN/tls_handshake" ]; then
     bench_die "handshake_peer.sh: --bin must name the directory with tls_handshake"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sitesync-bench-hs.XXXXXX")
 SERVER=

@@ -40,6 +40,7 @@ typedef struct options {
     int audit_hash;
     int keep;
     const char *dir;
+    const char *sync; /* PRAGMA synchronous: FULL as deployed; others only to see where time goes */
 } options;
 
 typedef struct bench {
@@ -85,18 +86,21 @@ static const char PEER_FPR[] = "5f1c0d3a9e7b2c4d6e8f00112233445566778899aabbccdd
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sqlite_limit [options]\n"
-               "  --rows N         changes to insert (default 200000)\n"
-               "  --txn-rows N     changes per transaction (default 1000)\n"
-               "  --origins N      distinct origins (default 10)\n"
-               "  --envelope N     consecutive changes per origin, like one BATCH (default 100)\n"
-               "  --payload N      bytes of fields JSON per change (default 400)\n"
-               "  --random-keys    random 128-bit keys instead of <origin>-<16 hex hlc>\n"
-               "  --no-audit-hash  skip the SHA-256 chain hash and change hash\n"
-               "  --seed N         generator seed (default 1)\n"
-               "  --dir DIR        directory for the database (default: a new one in $TMPDIR)\n"
-               "  --keep           keep the database afterwards\n"
-               "Prints: sqlite_limit_rows_per_s=<n> and the run's parameters on one line.\n");
+    fprintf(f,
+            "usage: sqlite_limit [options]\n"
+            "  --rows N         changes to insert (default 200000)\n"
+            "  --txn-rows N     changes per transaction (default 1000)\n"
+            "  --origins N      distinct origins (default 10)\n"
+            "  --envelope N     consecutive changes per origin, like one BATCH (default 100)\n"
+            "  --payload N      bytes of fields JSON per change (default 400)\n"
+            "  --random-keys    random 128-bit keys instead of <origin>-<16 hex hlc>\n"
+            "  --no-audit-hash  skip the SHA-256 chain hash and change hash\n"
+            "  --seed N         generator seed (default 1)\n"
+            "  --dir DIR        directory for the database (default: a new one in $TMPDIR)\n"
+            "  --keep           keep the database afterwards\n"
+            "  --synchronous M  FULL (default, as deployed), NORMAL or OFF: the latter two only\n"
+            "                   to see how much of the time is fsync\n"
+            "Prints: sqlite_limit_rows_per_s=<n> and the run's parameters on one line.\n");
 }
 
 static int parse_args(int argc, char **argv, options *o)
@@ -129,6 +133,14 @@ static int parse_args(int argc, char **argv, options *o)
                 return -1;
             }
             o->dir = v;
+            i++;
+        } else if (strcmp(a, "--synchronous") == 0) {
+            if (v == NULL ||
+                (strcmp(v, "FULL") != 0 && strcmp(v, "NORMAL") != 0 && strcmp(v, "OFF") != 0)) {
+                fprintf(stderr, "--synchronous: expected FULL, NORMAL or OFF\n");
+                return -1;
+            }
+            o->sync = v;
             i++;
         } else if (strcmp(a, "--random-keys") == 0) {
             o->random_keys = 1;
@@ -388,8 +400,9 @@ static int run(const options *o, const char *dbpath)
         db_fail(b.db, "open");
         goto cleanup;
     }
-    if (exec(b.db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;") != 0 ||
-        exec(b.db, SCHEMA) != 0 || prepare(&b) != 0)
+    char pragma[96];
+    snprintf(pragma, sizeof pragma, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", o->sync);
+    if (exec(b.db, pragma) != 0 || exec(b.db, SCHEMA) != 0 || prepare(&b) != 0)
         goto cleanup;
 
     uint64_t rng = o->seed;
@@ -439,11 +452,11 @@ static int run(const options *o, const char *dbpath)
     }
     double secs = (double)elapsed / 1e9;
     printf("sqlite_limit_rows_per_s=%.0f rows=%llu seconds=%.3f keys=%s audit_hash=%s "
-           "origins=%llu txn_rows=%llu payload=%llu sqlite=%s\n",
+           "origins=%llu txn_rows=%llu payload=%llu synchronous=%s sqlite=%s\n",
            (double)o->rows / secs, (unsigned long long)o->rows, secs,
            o->random_keys ? "random" : "ordered", o->audit_hash ? "on" : "off",
            (unsigned long long)o->origins, (unsigned long long)o->txn_rows,
-           (unsigned long long)o->payload, sqlite3_libversion());
+           (unsigned long long)o->payload, o->sync, sqlite3_libversion());
     ret = 0;
 
 cleanup:
@@ -470,7 +483,8 @@ int main(int argc, char **argv)
                   .envelope = 100,
                   .payload = 400,
                   .seed = 1,
-                  .audit_hash = 1 };
+                  .audit_hash = 1,
+                  .sync = "FULL" };
     if (parse_args(argc, argv, &o) != 0)
         return 2;
 

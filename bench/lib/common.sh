@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib/common.sh - helpers shared by the bench scripts (sourced): messages,
 # free loopback ports, waiting with a deadline, Debian packages on demand.
 

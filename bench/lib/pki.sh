@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib/pki.sh - a throwaway certificate authority for the benchmarks
 # (sourced, not run): ECDSA P-256, two days of validity, in a temporary
 # directory that the caller removes.
@@ -25,11 +26,11 @@ bench_pki() {
     # check the result instead of trusting every step to have stopped us.
     local spec
     for spec in "$@"; do
-        openssl verify -CAfile "$dir/ca.crt" "$dir/${spec%%:*}.crt" >/dev/null 2>&1 &&
-            [ -s "$dir/${spec%%:*}.key" ] || {
+        if ! openssl verify -CAfile "$dir/ca.crt" "$dir/${spec%%:*}.crt" >/dev/null 2>&1 ||
+            [ ! -s "$dir/${spec%%:*}.key" ]; then
             printf 'bench_pki: no valid certificate for %s in %s\n' "${spec%%:*}" "$dir" >&2
             return 1
-        }
+        fi
     done
 }
 

@@ -19,7 +19,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/pki.sh
 . "$HERE/../lib/pki.sh"
 
-BIN= PUBLISHERS=1 COUNT=100000 PAYLOAD=400 INFLIGHT=100
+BIN='' PUBLISHERS=1 COUNT=100000 PAYLOAD=400 INFLIGHT=100
 while [ $# -gt 0 ]; do
     case $1 in
     --bin) BIN=${2:?--bin needs a directory}; shift 2 ;;
@@ -34,8 +34,9 @@ done
 for v in "$PUBLISHERS" "$COUNT" "$PAYLOAD" "$INFLIGHT"; do
     [[ $v =~ ^[1-9][0-9]*$ ]] || bench_die "bridge.sh: '$v' is not a positive number"
 done
-[ -n "$BIN" ] && [ -x "$BIN/mqtt_pub" ] && [ -x "$BIN/mqtt_sub" ] ||
+if [ -z "$BIN" ] || [ ! -x "$BIN/mqtt_pub" ] || [ ! -x "$BIN/mqtt_sub" ]; then
     bench_die "bridge.sh: --bin must name the directory with mqtt_pub and mqtt_sub"
+fi
 
 MOSQUITTO=$(command -v mosquitto || true)
 [ -z "$MOSQUITTO" ] && [ -x /usr/sbin/mosquitto ] && MOSQUITTO=/usr/sbin/mosquitto
