@@ -430,6 +430,92 @@ TEST(blackhole_connect_waits_its_timeout)
     fws_sim_destroy(sim);
 }
 
+/* Reads everything pending on its socket, from the idle hook. */
+typedef struct drain {
+    fws *s;
+    fws_sock *k;
+    size_t got;
+    int depth, max_depth;
+} drain;
+
+static void drain_step(void *arg)
+{
+    drain *d = arg;
+    d->depth++;
+    if (d->depth > d->max_depth)
+        d->max_depth = d->depth;
+    uint8_t b[7];
+    /* A wait inside the hook must not run the hook again. */
+    int rc = fws_recv(d->s, d->k, b, sizeof(b), 5);
+    if (rc > 0)
+        d->got += (size_t)rc;
+    d->depth--;
+}
+
+TEST(send_all_progresses_while_the_peer_reads_in_the_hook)
+{
+    fws s;
+    fws_sim *sim = mk(14, NULL, &s);
+    fws_sim_link link;
+    memset(&link, 0, sizeof(link));
+    link.sndbuf[FWS_SIM_C2S] = 16;
+    fws_sim_net_set_default_link(sim, &link);
+    pair p;
+    connect_pair(&s, &s, &p);
+    drain d = { &s, p.srv, 0, 0, 0 };
+    fws_sim_set_idle_hook(sim, drain_step, &d);
+    uint8_t msg[1000];
+    memset(msg, 'm', sizeof(msg));
+    ASSERT_EQ(fws_send_all(&s, p.c, msg, sizeof(msg), 100000), 0);
+    ASSERT_EQ(d.max_depth, 1);
+    ASSERT_GE(d.got, sizeof(msg) - 16);
+    fws_sim_set_idle_hook(sim, NULL, NULL);
+    close_pair(&s, &s, &p);
+    fws_sim_destroy(sim);
+}
+
+typedef struct sink {
+    int lines;
+    char last[64];
+} sink;
+
+static void sink_fn(void *arg, int level, const char *line)
+{
+    sink *k = arg;
+    ASSERT_LE(level, FWS_LOG_INFO);
+    k->lines++;
+    snprintf(k->last, sizeof(k->last), "%s", line);
+}
+
+TEST(log_goes_to_the_sink_or_is_counted)
+{
+    sink k = { 0, "" };
+    fws_sim_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.log_level = FWS_LOG_INFO;
+    cfg.log_sink = sink_fn;
+    cfg.log_arg = &k;
+    fws s;
+    fws_sim *sim = NULL;
+    ASSERT_EQ(fws_sim_new(&cfg, &sim, &s), 0);
+    fws_log(&s, FWS_LOG_INFO, "event=%s n=%d", "start", 1);
+    fws_log(&s, FWS_LOG_DEBUG, "dropped");
+    ASSERT_EQ(k.lines, 1);
+    ASSERT_STR_EQ(k.last, "event=start n=1");
+    fws_sim_stats st;
+    fws_sim_get_stats(sim, &st);
+    ASSERT_EQ(st.log_lines, 1);
+    fws_sim_destroy(sim);
+    /* Quiet by default: counted, not printed. */
+    memset(&cfg, 0, sizeof(cfg));
+    ASSERT_EQ(fws_sim_new(&cfg, &sim, &s), 0);
+    fws_log(&s, FWS_LOG_ERROR, "e");
+    fws_log(&s, FWS_LOG_WARN, "w");
+    fws_sim_get_stats(sim, &st);
+    ASSERT_EQ(st.log_lines, 1);
+    fws_sim_destroy(sim);
+}
+
 /* The same seed and script give the same byte stream and timings. */
 static void net_transcript(uint64_t seed, uint8_t *out, size_t *n)
 {
@@ -470,17 +556,19 @@ TEST(network_runs_are_deterministic)
     ASSERT(na != nc || memcmp(a, c, na) != 0);
 }
 
-#define SIM_NET_TESTS                                                 \
-    SS_TEST_ENTRY(pair_is_fifo_both_ways)                             \
-    SS_TEST_ENTRY(connect_refused_without_listener_and_when_scripted) \
-    SS_TEST_ENTRY(disconnect_after_k_bytes_for_every_k)               \
-    SS_TEST_ENTRY(delivery_delay_in_virtual_time)                     \
-    SS_TEST_ENTRY(drop_at_virtual_time_and_reset)                     \
-    SS_TEST_ENTRY(send_buffer_cap_gives_partial_then_eagain)          \
-    SS_TEST_ENTRY(idle_hook_lets_the_other_node_run)                  \
-    SS_TEST_ENTRY(power_cut_resets_the_nodes_connections_only)        \
-    SS_TEST_ENTRY(power_cut_with_unaccepted_connections)              \
-    SS_TEST_ENTRY(blackhole_connect_waits_its_timeout)                \
+#define SIM_NET_TESTS                                                   \
+    SS_TEST_ENTRY(pair_is_fifo_both_ways)                               \
+    SS_TEST_ENTRY(connect_refused_without_listener_and_when_scripted)   \
+    SS_TEST_ENTRY(disconnect_after_k_bytes_for_every_k)                 \
+    SS_TEST_ENTRY(delivery_delay_in_virtual_time)                       \
+    SS_TEST_ENTRY(drop_at_virtual_time_and_reset)                       \
+    SS_TEST_ENTRY(send_buffer_cap_gives_partial_then_eagain)            \
+    SS_TEST_ENTRY(idle_hook_lets_the_other_node_run)                    \
+    SS_TEST_ENTRY(power_cut_resets_the_nodes_connections_only)          \
+    SS_TEST_ENTRY(power_cut_with_unaccepted_connections)                \
+    SS_TEST_ENTRY(blackhole_connect_waits_its_timeout)                  \
+    SS_TEST_ENTRY(send_all_progresses_while_the_peer_reads_in_the_hook) \
+    SS_TEST_ENTRY(log_goes_to_the_sink_or_is_counted)                   \
     SS_TEST_ENTRY(network_runs_are_deterministic)
 
 SS_TEST_MAIN(SIM_NET_TESTS)
