@@ -32,6 +32,7 @@ typedef struct options {
 typedef struct client {
     const options *o;
     pthread_barrier_t *start;
+    pthread_mutex_t *connect_lock;
     unsigned idx;
     struct mosquitto *mosq;
     int connected; /* 1 after CONNACK accepted, -1 refused */
@@ -168,7 +169,12 @@ static void *client_main(void *arg)
         pthread_barrier_wait(c->start);
         return NULL;
     }
+    /* libmosquitto 2.0 sets up a process-wide OpenSSL UI method inside
+     * connect without a lock: concurrent connects race on it (and leak it),
+     * so connects take turns. Only setup is serialised, not the timed run. */
+    pthread_mutex_lock(c->connect_lock);
     rc = mosquitto_connect(c->mosq, o->host, (int)o->port, 60);
+    pthread_mutex_unlock(c->connect_lock);
     if (rc != MOSQ_ERR_SUCCESS) {
         fail(c, "connect", rc);
     } else {
@@ -248,6 +254,7 @@ int main(int argc, char **argv)
     int ret = 1;
     uint64_t nthreads = 0;
     pthread_barrier_t start;
+    pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
     client *cs = calloc(o.clients, sizeof *cs);
     pthread_t *tids = calloc(o.clients, sizeof *tids);
     mosquitto_lib_init();
@@ -262,6 +269,7 @@ int main(int argc, char **argv)
         snprintf(id, sizeof id, "%s-%05llu", o.id_prefix, (unsigned long long)i);
         c->o = &o;
         c->start = &start;
+        c->connect_lock = &connect_lock;
         c->idx = (unsigned)i;
         c->mosq = mosquitto_new(id, true, c);
         if (c->mosq == NULL) {
@@ -271,10 +279,14 @@ int main(int argc, char **argv)
         mosquitto_connect_callback_set(c->mosq, on_connect);
         mosquitto_publish_callback_set(c->mosq, on_publish);
         int rc = mosquitto_tls_set(c->mosq, o.ca, NULL, o.cert, o.key, NULL);
-        if (rc == MOSQ_ERR_SUCCESS)
-            rc = mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)o.inflight);
         if (rc != MOSQ_ERR_SUCCESS) {
-            fprintf(stderr, "mqtt_pub: TLS/options: %s\n", mosquitto_strerror(rc));
+            fprintf(stderr, "mqtt_pub: TLS files (--ca %s --cert %s --key %s): %s\n", o.ca, o.cert,
+                    o.key, mosquitto_strerror(rc));
+            goto out_threads;
+        }
+        rc = mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)o.inflight);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            fprintf(stderr, "mqtt_pub: --inflight: %s\n", mosquitto_strerror(rc));
             goto out_threads;
         }
     }

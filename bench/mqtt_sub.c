@@ -228,8 +228,12 @@ int main(int argc, char **argv)
     mosquitto_subscribe_callback_set(mosq, on_subscribe);
     mosquitto_message_callback_set(mosq, on_message);
     int rc = mosquitto_tls_set(mosq, o.ca, NULL, o.cert, o.key, NULL);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_connect(mosq, o.host, (int)o.port, 60);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "mqtt_sub: TLS files (--ca %s --cert %s --key %s): %s\n", o.ca, o.cert,
+                o.key, mosquitto_strerror(rc));
+        goto out;
+    }
+    rc = mosquitto_connect(mosq, o.host, (int)o.port, 60);
     if (rc != MOSQ_ERR_SUCCESS) {
         fprintf(stderr, "mqtt_sub: connect %s:%llu: %s\n", o.host, (unsigned long long)o.port,
                 mosquitto_strerror(rc));
