@@ -20,7 +20,7 @@
 #include "proto/err.h"
 #include "internal.h"
 
-static void vformat(char *err, size_t cap, const char *fmt, va_list ap)
+PKI__PRINTF(3, 0) static void vformat(char *err, size_t cap, const char *fmt, va_list ap)
 {
     if (!err || cap == 0)
         return;

@@ -481,6 +481,22 @@ refuse "not encrypted" "$PKI" crl --dir ca --passphrase-file pass.txt
 ok "$PKI" list --dir eca
 has out.txt "revoked"
 
+# ---- concurrent commands on one CA ----------------------------------------
+# The directory lock serialises them: every issuance lands in the index.
+before=$("$PKI" list --dir=ca --json | grep -c '"serial"')
+pids=()
+for i in 1 2 3 4; do
+    "$PKI" issue --dir=ca --role=gateway --node=par-$i --site=mine-a --out=par$i >/dev/null 2>&1 &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent issue failed"; done
+after=$("$PKI" list --dir ca --json | grep -c '"serial"')
+[ "$after" -eq $((before + 4)) ] || fail "concurrent issues: index has $after, want $((before + 4))"
+for i in 1 2 3 4; do
+    openssl verify -CAfile ca/ca.crt par$i.crt >/dev/null || fail "par$i.crt does not verify"
+done
+pass
+
 # ---- nothing half-written ------------------------------------------------
 left=$(find . -name '*.tmp.*')
 [ -z "$left" ] || fail "temporary files left behind: $left"
