@@ -152,6 +152,11 @@ int ss_json_precheck(const uint8_t *text, size_t len, int max_depth)
             i++;
             continue;
         }
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+            /* cJSON skips every byte <= 0x20 as white space; RFC 8259 allows
+             * only these four, and a peer must not hide bytes between values. */
+            return SS_EJSON;
+        }
         switch (c) {
         case '"':
             in_str = 1;

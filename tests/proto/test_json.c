@@ -76,7 +76,13 @@ static const struct {
     { "\"abc", 8, SS_EJSON },
     { "\"a\nb\"", 8, SS_EJSON }, /* raw control character in a string */
     { "\"a\tb\"", 8, SS_EJSON },
-    { "\"\\x41\"", 8, SS_EJSON }, /* unknown escape */
+    { "\"\\x41\"", 8, SS_EJSON },
+    { "[1,\x0e"
+      "2]",
+      8, SS_EJSON }, /* control character as white space */
+    { "{\"a\":1}\x01", 8, SS_EJSON },
+    { "\x0c[]", 8, SS_EJSON },
+    { " \t\r\n[ \t\r\n] \t\r\n", 8, 0 }, /* unknown escape */
     { "\"\\u12\"", 8, SS_EJSON },
     { "\"\\uZZZZ\"", 8, SS_EJSON },
     { "\"\\", 8, SS_EJSON },
