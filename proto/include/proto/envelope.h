@@ -50,8 +50,9 @@ static inline uint64_t ss_envelope_last_seq(const ss_envelope *e)
 
 /* Parses the binary layout strictly: version, flags, origin id, sequence
  * range, lengths against len, trailer. Does not parse the body. Returns 0 or
- * SS_ETRUNC, SS_EVERSION, SS_EFLAGS, SS_EID, SS_ESEQ, SS_EOVERSIZE, SS_EPROTO
- * (trailing bytes). */
+ * SS_ETRUNC, SS_EVERSION, SS_EFLAGS, SS_EID, SS_ESEQ (first_seq or count 0,
+ * range beyond 2^53-1), SS_EOVERSIZE (count or sig_len above its maximum),
+ * SS_ESIG (SIGNED with sig_len 0), SS_EPROTO (trailing bytes). */
 int ss_envelope_parse(const uint8_t *buf, size_t len, ss_envelope *out);
 
 /* Header length for an origin id (SS_ENV_FIXED_LEN + strlen(origin)). */
