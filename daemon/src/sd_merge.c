@@ -5,9 +5,9 @@
  * and the origin's committed sequence, all inside a savepoint.
  *
  * Record state is one row per record: a compact blob of per-field values
- * and clocks (plus the tombstone's clock) merged here in C, and the live
- * fields as JSON for queries. The merge is a join: tombstone = max of the
- * tombstones seen; each field = the value with the greatest clock among
+ * and clocks (plus the tombstone's clock) merged here in C; queries see the
+ * fields through the SQL functions sd_doc() and sd_field() defined here. The merge is a join:
+ * tombstone = max of the tombstones seen; each field = the value with the greatest clock among
  * those newer than the tombstone. Joins are commutative, associative and
  * idempotent, so any order and any number of deliveries give one state. */
 #include <inttypes.h>
@@ -312,10 +312,7 @@ enum { OUT_APPLIED = 1, OUT_SUPERSEDED, OUT_DUPLICATE, OUT_FORBIDDEN };
 static int write_row(apply_ctx *a, const ss_change *ch, const rstate *st, int insert, int *inserted)
 {
     sd_store *s = a->s;
-    const char *doc = NULL;
-    int rc = fields_json(s, SD_SCR_DOC, ch->coll, st->f, st->n, &doc);
-    if (rc)
-        return rc;
+    int rc;
     size_t blen = state_size(st);
     uint8_t *blob = sd__scratch(s, SD_SCR_STATE, blen);
     if (!blob)
@@ -334,7 +331,6 @@ static int write_row(apply_ctx *a, const ss_change *ch, const rstate *st, int in
         sqlite3_bind_text(q, 1, ch->coll->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, ch->key, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 3, ch->site, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, 4, doc, -1, SQLITE_STATIC);
         sqlite3_bind_blob(q, 5, blob, (int)blen, SQLITE_STATIC);
         sqlite3_bind_int(q, 6, deleted);
         sqlite3_bind_int64(q, 7, (int64_t)max_hlc);
@@ -350,7 +346,6 @@ static int write_row(apply_ctx *a, const ss_change *ch, const rstate *st, int in
         return SS_EDB;
     sqlite3_bind_text(q, 1, ch->coll->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, ch->key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 3, doc, -1, SQLITE_STATIC);
     sqlite3_bind_blob(q, 4, blob, (int)blen, SQLITE_STATIC);
     sqlite3_bind_int(q, 5, deleted);
     sqlite3_bind_int64(q, 6, (int64_t)max_hlc);
@@ -629,7 +624,12 @@ static int stored_chash(sd_store *s, const char *origin, uint64_t seq, uint8_t o
     sqlite3_bind_int64(st, 2, (int64_t)seq);
     int rc = sqlite3_step(st);
     int found = 0;
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == SD_HASH_LEN) {
+    /* The entry found must really be (origin, seq): a hand-edited table
+     * would otherwise make us compare against the wrong change. */
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == SD_HASH_LEN &&
+        sqlite3_column_text(st, 1) &&
+        strcmp((const char *)sqlite3_column_text(st, 1), origin) == 0 &&
+        (uint64_t)sqlite3_column_int64(st, 2) == seq) {
         memcpy(out, sqlite3_column_blob(st, 0), SD_HASH_LEN);
         found = 1;
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -668,6 +668,8 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
     char outcome[64];
     int rc;
 
+    int64_t first_new_id = 0;
+    uint64_t first_new_seq = 0;
     for (uint32_t i = 0; i < env->count; i++) {
         uint64_t seq = env->first_seq + i;
         const ss_change *ch = ss_body_change(body, i);
@@ -699,6 +701,11 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
             continue;
         }
 
+        if (!first_new_seq) {
+            /* Every new change below appends exactly one entry, in order. */
+            first_new_seq = seq;
+            first_new_id = s->head_id + 1;
+        }
         const ss_verr *verr = NULL;
         int verrc = ss_body_change_error(body, i, &verr);
         int code = 0;
@@ -780,6 +787,22 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
     uint64_t last = ss_envelope_last_seq(env);
     out->committed = last > committed ? last : committed;
     if (last > committed) {
+        if (s->head_id - first_new_id != (int64_t)(last - first_new_seq)) {
+            snprintf(s->err, sizeof s->err,
+                     "audit entries of %s %" PRIu64 "..%" PRIu64 " are not consecutive",
+                     env->origin, first_new_seq, last);
+            return SS_EINTERNAL;
+        }
+        sqlite3_stmt *st = sd__stmt(s, SD_ST_CONSUMED_PUT);
+        if (!st)
+            return SS_EDB;
+        sqlite3_bind_text(st, 1, env->origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)first_new_seq);
+        sqlite3_bind_int64(st, 3, (int64_t)last);
+        sqlite3_bind_int64(st, 4, first_new_id);
+        rc = sd__step_done(s, st, "recording consumed sequence numbers");
+        if (rc)
+            return rc;
         rc = origin_put(s, env->origin, last, a->now_ms);
         if (rc)
             return rc;
@@ -968,4 +991,81 @@ int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, s
     if (rc && !out->message[0])
         set_msg(out, "%s", ss_strerror(rc));
     return rc;
+}
+
+/* ---- SQL functions over the state blob ---- */
+
+static int fn_state(sqlite3_context *ctx, sqlite3_value **argv, const ss_collection_def **coll,
+                    rstate *st)
+{
+    const unsigned char *cname = sqlite3_value_text(argv[0]);
+    if (!cname || sqlite3_value_type(argv[1]) != SQLITE_BLOB)
+        return 0;
+    *coll = ss_schema_collection((const char *)cname, strlen((const char *)cname));
+    if (!*coll) {
+        sqlite3_result_error(ctx, "sd_doc/sd_field: unknown collection", -1);
+        return -1;
+    }
+    if (state_decode(sqlite3_value_blob(argv[1]), (size_t)sqlite3_value_bytes(argv[1]),
+                     (*coll)->nfields, st) != 0) {
+        sqlite3_result_error(ctx, "sd_doc/sd_field: corrupt record state", -1);
+        return -1;
+    }
+    return 1;
+}
+
+static void fn_doc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sd_store *s = sqlite3_user_data(ctx);
+    const ss_collection_def *coll = NULL;
+    rstate st;
+    const char *doc = NULL;
+    (void)argc;
+    int rc = fn_state(ctx, argv, &coll, &st);
+    if (rc <= 0) {
+        if (rc == 0)
+            sqlite3_result_null(ctx);
+        return;
+    }
+    if (fields_json(s, SD_SCR_DOC, coll, st.f, st.n, &doc) != 0) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, doc, -1, SQLITE_TRANSIENT);
+}
+
+static void fn_field(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const ss_collection_def *coll = NULL;
+    rstate st;
+    (void)argc;
+    int rc = fn_state(ctx, argv, &coll, &st);
+    const unsigned char *name = sqlite3_value_text(argv[2]);
+    if (rc <= 0 || !name) {
+        if (rc >= 0)
+            sqlite3_result_null(ctx);
+        return;
+    }
+    for (int i = 0; i < st.n; i++) {
+        const fstate *f = &st.f[i];
+        if (strcmp(coll->fields[f->idx].name, (const char *)name) != 0)
+            continue;
+        if (f->is_null)
+            sqlite3_result_null(ctx);
+        else if (f->is_int)
+            sqlite3_result_int64(ctx, f->num);
+        else
+            sqlite3_result_text(ctx, f->str, (int)f->len, SQLITE_TRANSIENT);
+        return;
+    }
+    sqlite3_result_null(ctx);
+}
+
+int sd__register_functions(sd_store *s)
+{
+    int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
+    if (sqlite3_create_function(s->db, "sd_doc", 2, flags, s, fn_doc, NULL, NULL) != SQLITE_OK ||
+        sqlite3_create_function(s->db, "sd_field", 3, flags, s, fn_field, NULL, NULL) != SQLITE_OK)
+        return SS_EDB;
+    return 0;
 }

@@ -29,6 +29,7 @@ enum sd_stmt_id {
     SD_ST_REC_UPDATE,
     SD_ST_AUDIT_INSERT,
     SD_ST_AUDIT_CHASH,
+    SD_ST_CONSUMED_PUT,
     SD_ST_LOSER_INSERT,
     SD_ST_PEER_SEEN,
     SD_ST_PEER_SESSION,
@@ -110,6 +111,11 @@ int sd__audit_save_head(sd_store *s);
 
 /* Upserts the peers row (node, role, fingerprint, last seen). */
 int sd__peer_seen(sd_store *s, const sd_peer *peer, int64_t now_ms);
+
+/* Registers sd_doc(collection, state) -> JSON object of the live fields and
+ * sd_field(collection, state, name) -> the field's value (integer or text;
+ * NULL when absent or null) on the handle (sd_merge.c). */
+int sd__register_functions(sd_store *s);
 
 /* Savepoint per envelope. */
 int sd__savepoint(sd_store *s);

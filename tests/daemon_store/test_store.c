@@ -68,13 +68,14 @@ TEST(apply_valid_envelope)
     ASSERT_U64_EQ(r.counts.applied, 3);
     ASSERT_EQ(r.nrejects, 0);
     ASSERT_U64_EQ(committed(f.s, "gw-hydro"), 3);
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
+                         "SELECT sd_doc(collection, state) FROM records WHERE "
+                         "collection='site_status' AND key='hydro-1'"),
+                  "{\"alert_level\":\"elevated\",\"power\":\"backup\"}");
     ASSERT_STR_EQ(
-        q_text(f.s, buf, sizeof buf,
-               "SELECT doc FROM records WHERE collection='site_status' AND key='hydro-1'"),
-        "{\"alert_level\":\"elevated\",\"power\":\"backup\"}");
-    ASSERT_STR_EQ(
-        q_text(f.s, buf, sizeof buf,
-               "SELECT json_extract(doc,'$.title') FROM records WHERE key='gw-hydro-0001'"),
+        q_text(
+            f.s, buf, sizeof buf,
+            "SELECT sd_field(collection, state, 'title') FROM records WHERE key='gw-hydro-0001'"),
         "Fence cut at north gate");
     ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit WHERE outcome='applied' AND origin='gw-hydro'"
                          " AND peer='gw-hydro' AND path='direct' AND chash IS NOT NULL"),
@@ -161,10 +162,13 @@ TEST(same_seq_different_content_is_tamper)
     ASSERT_U64_EQ(r.committed, 3);
     ASSERT(strstr(r.message, "seq 3") != NULL);
     ASSERT_U64_EQ(committed(f.s, "gw-hydro"), 3);
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
-                         "SELECT json_extract(doc,'$.power') FROM records WHERE key='hydro-1'"),
-                  "backup");
-    ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM records WHERE doc LIKE '%%cctv%%'"), 0);
+    ASSERT_STR_EQ(
+        q_text(f.s, buf, sizeof buf,
+               "SELECT sd_field(collection, state, 'power') FROM records WHERE key='hydro-1'"),
+        "backup");
+    ASSERT_EQ(
+        q_int(f.s, "SELECT count(*) FROM records WHERE sd_doc(collection, state) LIKE '%%cctv%%'"),
+        0);
     ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit"), audit_before + 1);
     ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit WHERE outcome='rejected:tamper' AND seq=3"
                          " AND fields LIKE '%%outage%%' AND chash IS NULL"),
@@ -195,7 +199,9 @@ TEST(gap_refused_with_resume)
     ASSERT_U64_EQ(r.resume, 4);
     ASSERT_U64_EQ(r.committed, 3);
     ASSERT_U64_EQ(committed(f.s, "gw-hydro"), 3);
-    ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM records WHERE doc LIKE '%%cctv%%'"), 0);
+    ASSERT_EQ(
+        q_int(f.s, "SELECT count(*) FROM records WHERE sd_doc(collection, state) LIKE '%%cctv%%'"),
+        0);
     ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit WHERE outcome='rejected:gap' AND seq=5"), 1);
     sd_result_free(&r);
     /* A fresh origin must start at 1. */
@@ -264,9 +270,10 @@ TEST(record_of_another_site_refused)
     ASSERT_EQ(apply_env(f.s, &f.gwm, &e2, &r), 0);
     ASSERT_EQ(r.nrejects, 1);
     ASSERT_EQ(r.rejects[0].code, SS_EFORBIDDEN);
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
-                         "SELECT json_extract(doc,'$.title') FROM records WHERE key='inc-shared'"),
-                  "Original");
+    ASSERT_STR_EQ(
+        q_text(f.s, buf, sizeof buf,
+               "SELECT sd_field(collection, state, 'title') FROM records WHERE key='inc-shared'"),
+        "Original");
     sd_result_free(&r);
     envb_free(&e);
     envb_free(&e2);
@@ -367,7 +374,11 @@ TEST(future_hlc_refused)
     ASSERT_EQ(r.rejects[0].code, SS_ESKEW);
     ASSERT_U64_EQ(r.rejects[0].seq, 2);
     ASSERT_U64_EQ(r.committed, 2);
-    ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM records WHERE doc LIKE '%%alert_level%%'"), 0);
+    ASSERT_EQ(
+        q_int(
+            f.s,
+            "SELECT count(*) FROM records WHERE sd_doc(collection, state) LIKE '%%alert_level%%'"),
+        0);
     ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit WHERE outcome='rejected:clock_skew'"), 1);
     sd_result_free(&r);
     envb_free(&e);
@@ -457,7 +468,7 @@ static void lww_run(int y_first, char *doc, size_t cap, char *loser, size_t lcap
         ASSERT_U64_EQ(r.counts.applied, 1);
     }
     sd_result_free(&r);
-    q_text(f.s, doc, cap, "SELECT doc FROM records WHERE key='hydro-1'");
+    q_text(f.s, doc, cap, "SELECT sd_doc(collection, state) FROM records WHERE key='hydro-1'");
     q_text(f.s, loser, lcap,
            "SELECT collection||'|'||key||'|'||field||'|'||value||'|'||hlc||'|'||origin||'|'||"
            "winner_hlc||'|'||winner_origin FROM losers");
@@ -502,9 +513,10 @@ TEST(lww_equal_hlc_origin_breaks_tie)
     /* "gw-hydro" < "gw-hydro-b": the incoming value loses. */
     ASSERT_U64_EQ(r.counts.superseded, 1);
     sd_result_free(&r);
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
-                         "SELECT json_extract(doc,'$.power') FROM records WHERE key='hydro-1'"),
-                  "outage");
+    ASSERT_STR_EQ(
+        q_text(f.s, buf, sizeof buf,
+               "SELECT sd_field(collection, state, 'power') FROM records WHERE key='hydro-1'"),
+        "outage");
     envb_free(&x);
     envb_free(&y);
     fx_close(&f);
@@ -530,7 +542,8 @@ TEST(tombstones_carry_their_clock)
     ASSERT_U64_EQ(r.counts.applied, 3);
     sd_result_free(&r);
     /* Fields older than the tombstone are gone; the newer one survives. */
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT doc FROM records WHERE key='gw-hydro-0100'"),
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
+                         "SELECT sd_doc(collection, state) FROM records WHERE key='gw-hydro-0100'"),
                   "{\"location\":\"hall B\"}");
     ASSERT_EQ(q_int(f.s, "SELECT deleted FROM records WHERE key='gw-hydro-0100'"), 0);
     ASSERT_EQ(q_int(f.s,
@@ -552,7 +565,8 @@ TEST(tombstones_carry_their_clock)
     ASSERT_U64_EQ(r.counts.superseded, 1);
     sd_result_free(&r);
     ASSERT_EQ(q_int(f.s, "SELECT deleted FROM records WHERE key='gw-hydro-0101'"), 1);
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT doc FROM records WHERE key='gw-hydro-0101'"),
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
+                         "SELECT sd_doc(collection, state) FROM records WHERE key='gw-hydro-0101'"),
                   "{}");
     envb_free(&e);
     envb_init(&e, "gw-hydro", 6);
@@ -566,7 +580,8 @@ TEST(tombstones_carry_their_clock)
     ASSERT_U64_EQ(r.counts.applied, 1);
     ASSERT_U64_EQ(r.counts.superseded, 1);
     sd_result_free(&r);
-    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT doc FROM records WHERE key='gw-hydro-0101'"),
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf,
+                         "SELECT sd_doc(collection, state) FROM records WHERE key='gw-hydro-0101'"),
                   "{\"status\":\"resolved\"}");
     ASSERT_EQ(q_int(f.s, "SELECT deleted FROM records WHERE key='gw-hydro-0101'"), 0);
     envb_free(&e);
@@ -592,7 +607,8 @@ TEST(loser_ledger_content)
     snprintf(want, sizeof want, "personnel_on_site|7|%lld|gw-hydro|%lld|gw-hydro|%lld",
              (long long)H(10, 0), (long long)H(10, 1), (long long)T_NOW_MS);
     ASSERT_STR_EQ(buf, want);
-    ASSERT_EQ(q_int(f.s, "SELECT json_extract(doc,'$.personnel_on_site') FROM records"), 12);
+    ASSERT_EQ(q_int(f.s, "SELECT sd_field(collection, state, 'personnel_on_site') FROM records"),
+              12);
     envb_free(&e);
     fx_close(&f);
 }
