@@ -24,6 +24,7 @@
 
 #include "proto/envelope.h"
 #include "proto/err.h"
+#include "sd/store.h"
 #include "ss_test.h"
 
 static void sleep_ms(int ms)
@@ -577,5 +578,28 @@ const char *tc_sql_text(const char *db, const char *sql, char *buf, size_t cap)
         snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_finalize(st);
     sqlite3_close(h);
+    return buf;
+}
+
+const char *tc_record_doc(const char *db, const char *key, char *buf, size_t cap)
+{
+    sd_store_config sc = { .path = db, .readonly = 1, .busy_timeout_ms = 5000 };
+    sd_store *st = NULL;
+    char err[256];
+    sqlite3_stmt *q = NULL;
+    buf[0] = '\0';
+    if (sd_store_open(&sc, &st, err, sizeof err) != 0)
+        SS_TEST_FAIL("open %s: %s", db, err);
+    sqlite3 *h = sd_store_handle(st);
+    ASSERT_EQ(sqlite3_prepare_v2(h,
+                                 "SELECT sd_doc(collection, state) FROM records WHERE "
+                                 "collection = 'site_status' AND key = ?1",
+                                 -1, &q, NULL),
+              SQLITE_OK);
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+        snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sd_store_close(st);
     return buf;
 }

@@ -112,4 +112,8 @@ int64_t tc_sql_int(const char *db, const char *sql);
 /* One text value into buf ("" if no row). */
 const char *tc_sql_text(const char *db, const char *sql, char *buf, size_t cap);
 
+/* The merged fields of a site_status record as JSON ("" if absent), read
+ * through a read-only sd_store handle (its sd_doc() SQL function). */
+const char *tc_record_doc(const char *db, const char *key, char *buf, size_t cap);
+
 #endif
