@@ -67,7 +67,9 @@ PKI=$WORK/pki
 # used as the identity, persistence on (Mosquitto writes its database on
 # autosave and at exit, not per message: it does not fsync per message), QoS 1
 # in-flight windows of $INFLIGHT, and no queue limit, so that no message is
-# dropped when a consumer falls behind.
+# dropped when a consumer falls behind. TLS is left to negotiate (1.3 here:
+# Mosquitto's tls_version is only a minimum); the handshakes happen before
+# the clock starts and records are AES-GCM either way.
 broker_conf() {
     local name=$1 port=$2 remote=${3:-}
     mkdir -p "$WORK/$name"
