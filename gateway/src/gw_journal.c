@@ -65,7 +65,7 @@ void gw_journal_config_default(gw_journal_config *c)
 {
     c->capacity = UINT64_C(64) << 20;
     c->segment_max = 1u << 20;
-    c->entry_max = 8192;
+    c->entry_max = 16384;
     c->refused_max = 65536;
 }
 

@@ -43,7 +43,7 @@
 typedef struct gw_journal_config {
     uint64_t capacity;    /* bytes of segment data accepted (default 64 MiB) */
     uint32_t segment_max; /* bytes per segment file (default 1 MiB) */
-    uint32_t entry_max;   /* largest entry payload (default 8 KiB) */
+    uint32_t entry_max; /* largest entry payload (default 16 KiB: a change with both long texts) */
     uint32_t refused_max; /* refused.log size before rotation (default 64 KiB) */
 } gw_journal_config;
 
