@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # bench/lib/pki.sh - a throwaway certificate authority for the benchmarks
-# (sourced, not run): ECDSA P-256, two days of validity, in a temporary
+# (sourced, not run): ECDSA P-256, leaves valid for a day and the CA for three
+# (sitesync-pki refuses a leaf that would outlive its CA), in a temporary
 # directory that the caller removes.
 #
 # bench_pki DIR NAME:ROLE...: creates DIR/ca.crt and, for each NAME,
@@ -37,7 +38,7 @@ bench_pki() {
 bench_pki_sitesync() {
     local dir=$1 spec name role
     shift
-    "$BENCH_PKI_BIN" init --dir "$dir/ca" --name "sitesync bench CA" --days 2 >/dev/null || return 1
+    "$BENCH_PKI_BIN" init --dir "$dir/ca" --name "sitesync bench CA" --days 3 >/dev/null || return 1
     cp "$dir/ca/ca.crt" "$dir/ca.crt"
     for spec in "$@"; do
         name=${spec%%:*}
@@ -48,7 +49,7 @@ bench_pki_sitesync() {
         both) set -- --role relay --site bench-site --ip 127.0.0.1 ;;
         *) printf 'bench_pki: unknown role %s\n' "$role" >&2; return 1 ;;
         esac
-        "$BENCH_PKI_BIN" issue --dir "$dir/ca" --node "$name" "$@" --days 2 \
+        "$BENCH_PKI_BIN" issue --dir "$dir/ca" --node "$name" "$@" --days 1 \
             --out "$dir/$name" >/dev/null || return 1
     done
 }
@@ -61,7 +62,7 @@ bench_pki_openssl() {
         cd "$dir"
         umask 077
         openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
-        openssl req -x509 -new -key ca.key -subj "/CN=sitesync bench CA" -days 2 -sha256 \
+        openssl req -x509 -new -key ca.key -subj "/CN=sitesync bench CA" -days 3 -sha256 \
             -addext "basicConstraints=critical,CA:TRUE" \
             -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.crt 2>/dev/null
         local spec name role eku san
@@ -80,7 +81,7 @@ bench_pki_openssl() {
             openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key" 2>/dev/null
             openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr" 2>/dev/null
             openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key \
-                -set_serial "0x$(openssl rand -hex 16)" -days 2 -sha256 -extfile "$name.ext" \
+                -set_serial "0x$(openssl rand -hex 16)" -days 1 -sha256 -extfile "$name.ext" \
                 -out "$name.crt" 2>/dev/null
             rm -f "$name.csr" "$name.ext"
         done
