@@ -386,9 +386,8 @@ static int verify_rows(sd_store *s, const sd_audit_head *saved, sd_audit_report 
             saved_seen = 1;
             if (memcmp(saved->hash, hash, SD_HASH_LEN) != 0) {
                 broken(r, id,
-                       "entry %lld differs from the saved head: the chain was rewritten up to "
-                       "it (%lld)",
-                       (long long)id, (long long)id);
+                       "entry %lld differs from the saved head: the chain was rewritten up to it",
+                       (long long)id);
                 rc = 0;
                 goto out;
             }
@@ -418,8 +417,8 @@ static int verify_rows(sd_store *s, const sd_audit_head *saved, sd_audit_report 
                        "head: appended outside sitesyncd",
                        (long long)mid, (long long)prev_id);
             else
-                broken(r, prev_id, "the recorded chain head does not match entry %lld (%lld)",
-                       (long long)prev_id, (long long)prev_id);
+                broken(r, prev_id, "the recorded chain head does not match entry %lld",
+                       (long long)prev_id);
             goto out;
         }
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
 #include "proto/schema.h"
