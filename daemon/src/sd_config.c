@@ -51,7 +51,7 @@ static const sd_config_def table[] = {
       "a site with nothing received for this long is reported stale" },
     { "drain_timeout_ms", SD_CFG_UINT, F(drain_timeout_ms), 100, 600000, 0, "30000",
       "on SIGTERM, sessions still busy after this long are cut" },
-    { "log_level", SD_CFG_LEVEL, F(log_level), 0, 0, 0, "info", "debug | info | warn | error" },
+    { "log_level", SD_CFG_LEVEL, F(log_level), 0, 0, 0, "info", "debug, info, warn or error" },
 };
 #undef F
 
@@ -352,6 +352,16 @@ int sd_config_from_args(sd_config *cfg, int argc, char **argv, sd_config_action 
     return sd_config_validate(cfg, err, errcap);
 }
 
+/* Flags are shown with dashes ("--max-frame"); both spellings are accepted. */
+static const char *flag_name(const char *key, char *buf, size_t cap)
+{
+    size_t i = 0;
+    for (; key[i] && i + 1 < cap; i++)
+        buf[i] = key[i] == '_' ? '-' : key[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 static const char *type_name(sd_config_type t)
 {
     switch (t) {
@@ -379,16 +389,16 @@ void sd_config_print_help(FILE *out, const char *prog)
             prog);
     for (int i = 0; i < NKEYS; i++) {
         const sd_config_def *d = &table[i];
-        char opt[64];
-        snprintf(opt, sizeof opt, "--%s %s", d->name, type_name(d->type));
+        char opt[64], fl[48];
+        snprintf(opt, sizeof opt, "--%s %s", flag_name(d->name, fl, sizeof fl), type_name(d->type));
         fprintf(out, "  %-32s %s\n", opt, d->help);
         if (d->type == SD_CFG_UINT)
             fprintf(out, "  %-32s default %s, range %llu..%llu\n", "", d->def,
                     (unsigned long long)d->min, (unsigned long long)d->max);
-        else if (d->required)
-            fprintf(out, "  %-32s %s\n", "", d->def[0] ? "required" : "required, no default");
-        else
+        else if (d->def[0] || !d->required)
             fprintf(out, "  %-32s default \"%s\"\n", "", d->def);
+        else
+            fprintf(out, "  %-32s %s\n", "", "required, no default");
     }
     fprintf(out, "  %-32s %s\n", "--config FILE", "JSON object of the keys above");
     fprintf(out, "  %-32s %s\n", "--print-config", "print the effective config as JSON and exit");
@@ -428,12 +438,13 @@ void sd_config_print_markdown(FILE *out)
     fputs("|---|---|---|---|---|\n", out);
     for (int i = 0; i < NKEYS; i++) {
         const sd_config_def *d = &table[i];
-        char range[64] = "";
+        char range[64] = "", fl[48];
         if (d->type == SD_CFG_UINT)
             snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)d->min,
                      (unsigned long long)d->max);
-        fprintf(out, "| `%s` / `--%s` | %s | %s%s%s | %s | %s |\n", d->name, d->name,
-                type_name(d->type), d->def[0] ? "`" : (d->required ? "required" : "(empty)"),
-                d->def, d->def[0] ? "`" : "", range, d->help);
+        fprintf(out, "| `%s` / `--%s` | %s | %s%s%s | %s | %s |\n", d->name,
+                flag_name(d->name, fl, sizeof fl), type_name(d->type),
+                d->def[0] ? "`" : (d->required ? "required" : "(empty)"), d->def,
+                d->def[0] ? "`" : "", range, d->help);
     }
 }

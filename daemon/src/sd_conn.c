@@ -292,11 +292,14 @@ static void flush_out(sd_conn *c)
         c->bytes_out += w->len;
     }
     /* A peer that does not read its ACKs must not make us buffer without
-     * bound. */
-    if (c->out_pending > c->srv->cfg->max_output_bytes) {
+     * bound. What counts is what the kernel would not take: bytes libuv
+     * still queues (a write handed to the kernel completes next turn but
+     * holds no memory of ours beyond its request). */
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (queued > c->srv->cfg->max_output_bytes) {
         set_error(c, "%s%s", "pending output above max_output_bytes (peer not reading)", "");
         SD_WARN(c->srv->log, "output_cap", "conn=%llu peer=%s pending=%zu max=%llu",
-                (unsigned long long)c->id, peer_node(c), c->out_pending,
+                (unsigned long long)c->id, peer_node(c), queued,
                 (unsigned long long)c->srv->cfg->max_output_bytes);
         sd__conn_abort(c, "output_cap");
     }
@@ -807,6 +810,8 @@ static void handle_batch(sd_conn *c, const ss_frame *f)
     }
     c->inflight++;
     if (c->inflight >= c->srv->cfg->window) {
+        SD_DEBUG(c->srv->log, "backpressure", "conn=%llu peer=%s inflight=%u",
+                 (unsigned long long)c->id, peer_node(c), c->inflight);
         /* Backpressure: the peer is ahead of the writer. Stop taking its
          * bytes until ACKs go out; frames already decrypted wait in pt. */
         c->paused = 1;
@@ -896,6 +901,21 @@ static void handshake_done(sd_conn *c)
         set_error(c, "%s%s", "certificate identity missing or malformed", "");
         sd__conn_abort(c, ss_err_name(rc));
         return;
+    }
+    if (SSL_get_SSL_CTX(c->tls.ssl) != c->srv->ctx) {
+        /* The handshake began before a reload: judge the certificate by the
+         * CRL now in force. */
+        char why[256];
+        rc = sd_tls_recheck(c->srv->ctx, c->tls.ssl, why, sizeof why);
+        if (rc != 0) {
+            char q[300];
+            SD_WARN(c->srv->log, "tls_refused", "conn=%llu addr=%s node=%s fp=%s reason=%s",
+                    (unsigned long long)c->id, c->peer.addr, c->peer.ident.node, fp,
+                    sd_log_quote(q, sizeof q, why));
+            set_error(c, "tls: %s", why);
+            sd__conn_abort(c, "tls_refused");
+            return;
+        }
     }
     memcpy(c->peer.fingerprint, fp, sizeof fp);
     memcpy(c->peer.serial, serial, sizeof serial);

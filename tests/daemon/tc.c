@@ -259,8 +259,15 @@ int tc_log_wait(const tc_daemon *d, const char *needle, int timeout_ms)
 
 int tc_tcp_connect(int port)
 {
+    return tc_tcp_connect_buf(port, 0);
+}
+
+int tc_tcp_connect_buf(int port, int rcvbuf)
+{
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(fd >= 0);
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -306,7 +313,7 @@ int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls
         ASSERT_EQ(SSL_CTX_use_PrivateKey_file(c->ctx, o && o->key ? o->key : key, SSL_FILETYPE_PEM),
                   1);
     }
-    c->fd = tc_tcp_connect(port);
+    c->fd = tc_tcp_connect_buf(port, o ? o->rcvbuf : 0);
     if (c->fd < 0)
         return -1;
     c->ssl = SSL_new(c->ctx);

@@ -125,6 +125,8 @@ TEST(help_lists_every_key)
     for (int i = 0; i < n; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s ", t[i].name);
+        for (char *q = flag; *q; q++)
+            *q = *q == '_' ? '-' : *q;
         if (!strstr(buf, flag))
             SS_TEST_FAIL("--help lacks %s", flag);
     }

@@ -181,6 +181,7 @@ TEST(pipelining)
     for (uint64_t i = 0; i < 400; i++)
         tc_send_batch(&c, "gw1", "s1", 1 + i * 5, 5, "p", h + i * 5);
     ASSERT_U64_EQ(tc_wait_ack(&c, "gw1", 2000, 30000), 2000);
+    ASSERT_GT(tc_log_count(&d, "event=backpressure"), 0);
     ASSERT_EQ(count_q(&d,
                       "SELECT count(*) FROM audit WHERE origin='%s' AND outcome <> 'applied'"
                       " AND outcome <> 'superseded'",
@@ -754,13 +755,14 @@ TEST(output_cap)
     ss_welcome w;
     const char *extra[] = { "--max-output-bytes", "8192", NULL };
     start_gw(&e, &d, extra);
-    ASSERT_EQ(tc_connect(&c, &e, d.port, "gw1", NULL), 0);
-    tc_hello(&c, "gateway", NULL, &w);
-    free(w.committed);
     /* A small receive buffer, and never a read: the PONGs pile up at the
      * daemon until its cap cuts us off. */
-    int small = 4096;
-    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    tc_tls_opts o;
+    memset(&o, 0, sizeof o);
+    o.rcvbuf = 4096;
+    ASSERT_EQ(tc_connect(&c, &e, d.port, "gw1", &o), 0);
+    tc_hello(&c, "gateway", NULL, &w);
+    free(w.committed);
     ss_msg m;
     memset(&m, 0, sizeof m);
     m.type = SS_FRAME_PING;
