@@ -42,7 +42,8 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    for (int i = 1; i < argc; i++) {
+    /* Every option takes a value (--help exits), hence the step of 2. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **str = NULL;
@@ -84,7 +85,6 @@ static int parse_args(int argc, char **argv, options *o)
         } else if (bench_parse_u64(a, v, lo, hi, num) != 0) {
             return -1;
         }
-        i++;
     }
     if (o->host == NULL || o->port == 0 || o->ca == NULL || o->cert == NULL || o->key == NULL ||
         o->publishers == 0 || o->count == 0) {

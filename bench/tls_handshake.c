@@ -58,7 +58,8 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    for (int i = 1; i < argc; i++) {
+    /* Every option takes a value (--help exits), hence the step of 2. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **str = NULL;
@@ -105,7 +106,6 @@ static int parse_args(int argc, char **argv, options *o)
             }
             *str = v;
         }
-        i++;
     }
     if (o->host == NULL || o->port == NULL || o->ca == NULL || o->cert == NULL || o->key == NULL) {
         fprintf(stderr, "--host, --port, --ca, --cert and --key are required\n");
