@@ -90,6 +90,53 @@ static int read_u4(const uint8_t *t, size_t len, size_t i, unsigned *out)
     return 0;
 }
 
+static int is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Checks the number token at t[i] against RFC 8259's grammar
+ *   -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+ * and returns its length, or SS_EJSON. cJSON hands any run of number-ish
+ * characters to strtod, which also takes "01", "1." and "-.5"; a stricter
+ * peer would refuse those, so we do too. */
+static int number_len(const uint8_t *t, size_t len, size_t i)
+{
+    size_t j = i;
+
+    if (j < len && t[j] == '-')
+        j++;
+    if (j < len && t[j] == '0') {
+        j++;
+    } else if (j < len && is_digit(t[j])) {
+        while (j < len && is_digit(t[j]))
+            j++;
+    } else {
+        return SS_EJSON;
+    }
+    if (j < len && t[j] == '.') {
+        j++;
+        if (j >= len || !is_digit(t[j]))
+            return SS_EJSON;
+        while (j < len && is_digit(t[j]))
+            j++;
+    }
+    if (j < len && (t[j] == 'e' || t[j] == 'E')) {
+        j++;
+        if (j < len && (t[j] == '+' || t[j] == '-'))
+            j++;
+        if (j >= len || !is_digit(t[j]))
+            return SS_EJSON;
+        while (j < len && is_digit(t[j]))
+            j++;
+    }
+    /* "01" or "1.2.3" would otherwise pass as two tokens. */
+    if (j < len &&
+        (is_digit(t[j]) || t[j] == '.' || t[j] == 'e' || t[j] == 'E' || t[j] == '+' || t[j] == '-'))
+        return SS_EJSON;
+    return (int)(j - i);
+}
+
 int ss_json_precheck(const uint8_t *text, size_t len, int max_depth)
 {
     uint64_t kinds = 0; /* bit d set: level d+1 is an object */
@@ -156,6 +203,13 @@ int ss_json_precheck(const uint8_t *text, size_t len, int max_depth)
             /* cJSON skips every byte <= 0x20 as white space; RFC 8259 allows
              * only these four, and a peer must not hide bytes between values. */
             return SS_EJSON;
+        }
+        if (c == '-' || is_digit(c)) {
+            int n = number_len(text, len, i);
+            if (n < 0)
+                return n;
+            i += (size_t)n;
+            continue;
         }
         switch (c) {
         case '"':
