@@ -179,8 +179,7 @@ static int submit(sd_conn *c, sd_job *job)
 {
     int rc = sd_writer_submit(c->srv->writer, job);
     if (rc != 0) {
-        ss_free(job->env);
-        ss_free(job);
+        sd_job_free(job);
         return rc;
     }
     c->jobs++;
