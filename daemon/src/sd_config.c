@@ -35,7 +35,7 @@ static const sd_config_def table[] = {
       "connections served at once; further connections are closed at accept" },
     { "handshake_timeout_ms", SD_CFG_UINT, F(handshake_timeout_ms), 100, 600000, 0, "10000",
       "absolute deadline from accept for the TLS handshake and HELLO" },
-    { "idle_timeout_ms", SD_CFG_UINT, F(idle_timeout_ms), 100, 86400000, 0, "300000",
+    { "idle_timeout_ms", SD_CFG_UINT, F(idle_timeout_ms), 100, 86400000, 0, "120000",
       "a session with no frame received and nothing in flight for this long is closed" },
     { "max_frame", SD_CFG_UINT, F(max_frame), 1024, SS_FRAME_ABSOLUTE_MAX, 0, "1048576",
       "largest frame payload accepted (bytes); larger frames are refused before allocation" },

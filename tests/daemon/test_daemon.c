@@ -310,8 +310,7 @@ TEST(cross_site_refused)
     ss_msg e2;
     ASSERT_EQ(tc_recv_msg(&c, 10000, &e2), 1);
     ASSERT_EQ(e2.type, SS_FRAME_ERROR);
-    ASSERT(e2.u.error.code == SS_EROLE || e2.u.error.code == SS_EAUTH ||
-           e2.u.error.code == SS_EFORBIDDEN);
+    ASSERT_EQ(e2.u.error.code, SS_EAUTH); /* protocol.md 8.6 */
     expect_closed(&c, 5000);
     tc_close(&c);
     ASSERT_EQ(count_q(&d, "SELECT count(*) FROM origins WHERE origin='%s'", "gw2"), 0);
