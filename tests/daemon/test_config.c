@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "proto/err.h"
 #include "sd/config.h"
 #include "ss_test.h"
@@ -169,8 +171,32 @@ TEST(binary_refuses_bad_flag_with_key_named)
     ASSERT(strstr(out, "window") != NULL);
 }
 
+TEST(print_config_is_effective_json)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --print-config --ca a --crl b --cert c --key d --window 5 2>&1",
+             SITESYNCD_BIN);
+    FILE *p = popen(cmd, "r");
+    ASSERT(p != NULL);
+    static char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cJSON *j = cJSON_Parse(out);
+    ASSERT(j != NULL);
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "window")), 5);
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "idle_timeout_ms")), 120000);
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "ca")), "a");
+    int nkeys;
+    sd_config_table(&nkeys);
+    ASSERT_EQ(cJSON_GetArraySize(j), nkeys);
+    cJSON_Delete(j);
+}
+
 SS_TEST_MAIN(SS_TEST_ENTRY(defaults_are_valid_and_in_range) SS_TEST_ENTRY(required_keys_named)
                  SS_TEST_ENTRY(flags_override_file_and_bounds_checked)
                      SS_TEST_ENTRY(file_errors_name_the_key) SS_TEST_ENTRY(help_lists_every_key)
                          SS_TEST_ENTRY(operations_doc_matches_table)
-                             SS_TEST_ENTRY(binary_refuses_bad_flag_with_key_named))
+                             SS_TEST_ENTRY(binary_refuses_bad_flag_with_key_named)
+                                 SS_TEST_ENTRY(print_config_is_effective_json))

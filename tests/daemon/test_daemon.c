@@ -452,6 +452,40 @@ TEST(revoked_refused)
     finish(&e, &d);
 }
 
+TEST(reload_bad_crl_keeps_serving)
+{
+    tc_env e;
+    tc_daemon d;
+    tc_client c;
+    ss_welcome w;
+    start_gw(&e, &d, NULL);
+    session(&e, &d, &c, "gw1", "gateway", &w);
+    free(w.committed);
+    /* A broken CRL file: the reload is refused, the old context stays. */
+    char crl[300];
+    tc_path(&e, "pki/crl.pem", crl, sizeof crl);
+    FILE *f = fopen(crl, "w");
+    ASSERT(f != NULL);
+    fputs("-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n", f);
+    fclose(f);
+    kill(d.pid, SIGHUP);
+    ASSERT(tc_log_wait(&d, "event=reload_failed", 5000));
+    tc_send_batch(&c, "gw1", "s1", 1, 2, "h", tc_hlc_now());
+    tc_wait_ack(&c, "gw1", 2, 10000);
+    tc_client c2;
+    session(&e, &d, &c2, "gw1", "gateway", &w);
+    ASSERT_U64_EQ(tc_welcome_seq(&w, "gw1"), 2);
+    free(w.committed);
+    tc_close(&c2);
+    tc_close(&c);
+    /* reload_failed is an operator error by design; finish() would count
+     * it, so stop by hand. */
+    int st = tc_daemon_stop(&d, SIGTERM, 20000);
+    ASSERT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_EQ(tc_log_count(&d, "level=error"), 1);
+    tc_env_cleanup(&e);
+}
+
 /* Either the handshake fails or the first read shows the session dead. */
 static void expect_refused(tc_env *e, tc_daemon *d, const char *node, const tc_tls_opts *o)
 {
@@ -1101,10 +1135,10 @@ SS_TEST_MAIN(
     SS_TEST_ENTRY(valid_session) SS_TEST_ENTRY(pipelining) SS_TEST_ENTRY(resume_after_disconnect)
         SS_TEST_ENTRY(duplicate_and_gap) SS_TEST_ENTRY(tamper) SS_TEST_ENTRY(cross_site_refused)
             SS_TEST_ENTRY(relay_out_of_region) SS_TEST_ENTRY(future_hlc_refused)
-                SS_TEST_ENTRY(revoked_refused) SS_TEST_ENTRY(tls_refusals)
-                    SS_TEST_ENTRY(oversize_frame) SS_TEST_ENTRY(malformed_and_deep_json)
-                        SS_TEST_ENTRY(identity_mismatch) SS_TEST_ENTRY(handshake_trickle_deadline)
-                            SS_TEST_ENTRY(max_connections) SS_TEST_ENTRY(idle_timeout)
-                                SS_TEST_ENTRY(output_cap) SS_TEST_ENTRY(sigterm_drain)
-                                    SS_TEST_ENTRY(kill9_resume)
+                SS_TEST_ENTRY(revoked_refused) SS_TEST_ENTRY(reload_bad_crl_keeps_serving)
+                    SS_TEST_ENTRY(tls_refusals) SS_TEST_ENTRY(oversize_frame)
+                        SS_TEST_ENTRY(malformed_and_deep_json) SS_TEST_ENTRY(identity_mismatch)
+                            SS_TEST_ENTRY(handshake_trickle_deadline) SS_TEST_ENTRY(max_connections)
+                                SS_TEST_ENTRY(idle_timeout) SS_TEST_ENTRY(output_cap)
+                                    SS_TEST_ENTRY(sigterm_drain) SS_TEST_ENTRY(kill9_resume)
                                         SS_TEST_ENTRY(many_clients_converge))
