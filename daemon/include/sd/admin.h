@@ -56,8 +56,10 @@ typedef enum sd_col_kind {
 
 typedef struct sd_table {
     int ncols;
-    const char *const *cols;  /* column names (static) */
-    const sd_col_kind *kinds; /* static */
+    const char *const *cols; /* column names (the strings are static) */
+    const sd_col_kind *kinds;
+    /* 1: shown in the human table view (JSON and CSV carry every column) */
+    const unsigned char *brief;
     size_t nrows;
     size_t cap;
     char **cells; /* nrows * ncols, row-major; NULL means no value */
