@@ -153,7 +153,8 @@ static size_t state_encode(const rstate *st, uint8_t *p)
     put_u64(p + off, st->del_hlc);
     off += 8;
     p[off++] = (uint8_t)st->del_olen;
-    memcpy(p + off, st->del_origin, st->del_olen);
+    if (st->del_olen)
+        memcpy(p + off, st->del_origin, st->del_olen);
     off += st->del_olen;
     p[off++] = (uint8_t)st->n;
     for (int i = 0; i < st->n; i++) {
@@ -162,7 +163,8 @@ static size_t state_encode(const rstate *st, uint8_t *p)
         put_u64(p + off, f->hlc);
         off += 8;
         p[off++] = (uint8_t)f->olen;
-        memcpy(p + off, f->origin, f->olen);
+        if (f->olen)
+            memcpy(p + off, f->origin, f->olen);
         off += f->olen;
         if (f->is_null) {
             p[off++] = 0;
@@ -176,7 +178,8 @@ static size_t state_encode(const rstate *st, uint8_t *p)
             p[off++] = (uint8_t)(f->len >> 16);
             p[off++] = (uint8_t)(f->len >> 8);
             p[off++] = (uint8_t)f->len;
-            memcpy(p + off, f->str, f->len);
+            if (f->len)
+                memcpy(p + off, f->str, f->len);
             off += f->len;
         }
     }
