@@ -872,12 +872,9 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         rc = sd__audit_save_head(s);
         if (rc)
             goto rollback;
+        /* committed stays 0: a refused peer learns nothing of another
+         * origin's progress. */
         rc = sd__release(s);
-        if (!rc) {
-            uint64_t c = 0;
-            rc = sd_store_committed(s, env.origin, &c);
-            out->committed = c;
-        }
         rc = rc ? rc : refuse;
         goto done;
     }

@@ -514,11 +514,8 @@ int sd__peer_seen(sd_store *s, const sd_peer *peer, int64_t now_ms)
     return sd__step_done(s, st, "recording the peer");
 }
 
-int sd_store_session_begin(sd_store *s, const sd_peer *peer, int64_t now_ms, int64_t *session_id)
+static int session_begin_in(sd_store *s, const sd_peer *peer, int64_t now_ms, int64_t *session_id)
 {
-    if (!s || !peer || !session_id || s->readonly)
-        return SS_EINVAL;
-    *session_id = 0;
     int rc = sd__peer_seen(s, peer, now_ms);
     if (rc)
         return rc;
@@ -547,11 +544,26 @@ int sd_store_session_begin(sd_store *s, const sd_peer *peer, int64_t now_ms, int
     return 0;
 }
 
-int sd_store_session_end(sd_store *s, int64_t session_id, int64_t now_ms, const sd_counts *c,
-                         uint64_t bytes_in, uint64_t bytes_out, const char *error)
+int sd_store_session_begin(sd_store *s, const sd_peer *peer, int64_t now_ms, int64_t *session_id)
 {
-    if (!s || s->readonly || session_id <= 0)
+    if (!s || !peer || !session_id || s->readonly)
         return SS_EINVAL;
+    *session_id = 0;
+    int own = !s->in_txn;
+    int rc = own ? sd_store_begin(s) : 0;
+    if (rc)
+        return rc;
+    rc = session_begin_in(s, peer, now_ms, session_id);
+    if (own)
+        rc = rc ? (sd_store_rollback(s), rc) : sd_store_commit(s);
+    if (rc)
+        *session_id = 0;
+    return rc;
+}
+
+static int session_end_in(sd_store *s, int64_t session_id, int64_t now_ms, const sd_counts *c,
+                          uint64_t bytes_in, uint64_t bytes_out, const char *error)
+{
     sd_counts zero = { 0 };
     if (!c)
         c = &zero;
@@ -597,6 +609,21 @@ int sd_store_session_end(sd_store *s, int64_t session_id, int64_t now_ms, const 
         sqlite3_finalize(q);
     }
     return 0;
+}
+
+int sd_store_session_end(sd_store *s, int64_t session_id, int64_t now_ms, const sd_counts *c,
+                         uint64_t bytes_in, uint64_t bytes_out, const char *error)
+{
+    if (!s || s->readonly || session_id <= 0)
+        return SS_EINVAL;
+    int own = !s->in_txn;
+    int rc = own ? sd_store_begin(s) : 0;
+    if (rc)
+        return rc;
+    rc = session_end_in(s, session_id, now_ms, c, bytes_in, bytes_out, error);
+    if (own)
+        rc = rc ? (sd_store_rollback(s), rc) : sd_store_commit(s);
+    return rc;
 }
 
 int sd_store_audit_event(sd_store *s, const sd_peer *peer, int64_t now_ms, const char *origin,

@@ -165,6 +165,14 @@ static void on_closed(uv_handle_t *h)
         w->stop_done(w->stop_arg);
 }
 
+static void on_closed_free(uv_handle_t *h)
+{
+    sd_writer *w = h->data;
+    uv_cond_destroy(&w->cond);
+    uv_mutex_destroy(&w->mu);
+    ss_free(w);
+}
+
 static void on_async(uv_async_t *a)
 {
     sd_writer *w = a->data;
@@ -218,14 +226,9 @@ int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg,
     }
     w->async.data = w;
     if (uv_thread_create(&w->thread, writer_thread, w) != 0) {
-        /* The async handle must be closed through the loop; the caller's
-         * destroy after a loop turn frees the rest. */
-        w->exited = 1;
-        w->joined = 1;
-        w->stopping = 1;
-        uv_close((uv_handle_t *)&w->async, on_closed);
-        w->store = NULL; /* not ours: the caller keeps it on failure */
-        *out = w;
+        /* The async handle can only be freed after its close callback:
+         * that callback frees the writer. The store stays the caller's. */
+        uv_close((uv_handle_t *)&w->async, on_closed_free);
         return SS_EINTERNAL;
     }
     w->started = 1;
@@ -283,10 +286,6 @@ void sd_writer_stop(sd_writer *w, void (*done)(void *arg), void *arg)
     w->stopping = 1;
     uv_cond_signal(&w->cond);
     uv_mutex_unlock(&w->mu);
-    if (w->closed && done) {
-        /* Already closed (thread creation failed): report right away. */
-        done(arg);
-    }
 }
 
 void sd_writer_destroy(sd_writer *w)

@@ -89,6 +89,8 @@ static double raw_sqlite(const char *path, long n)
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
+    /* "merge-only": one merge round, no raw baseline (for profiling). */
+    int merge_only = argc > 2 && strcmp(argv[2], "merge-only") == 0;
     if (n < PER_ENV * NGW)
         n = PER_ENV * NGW;
     long nenv = n / PER_ENV;
@@ -146,7 +148,7 @@ int main(int argc, char **argv)
     /* The machine is shared: alternate merge and raw runs and keep the best
      * of each, so both see the same conditions. */
     double merge = 0, raw = 0;
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < (merge_only ? 1 : 3); round++) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "rm -f '%s' '%s'-wal '%s'-shm '%s' '%s'-wal '%s'-shm", path, path,
                  path, rawpath, rawpath, rawpath);
@@ -167,7 +169,7 @@ int main(int argc, char **argv)
         }
         double m = (double)(nenv * PER_ENV) / (now_s() - t0);
         sd_store_close(s);
-        double rw = raw_sqlite(rawpath, nenv * PER_ENV);
+        double rw = merge_only ? 1 : raw_sqlite(rawpath, nenv * PER_ENV);
         merge = m > merge ? m : merge;
         raw = rw > raw ? rw : raw;
     }

@@ -48,7 +48,9 @@ typedef struct sd_writer_config {
 } sd_writer_config;
 
 /* Starts the thread on an open read-write store (the writer owns it from now
- * on and closes it in sd_writer_destroy). */
+ * on and closes it in sd_writer_destroy). Returns 0, SS_EINVAL, SS_ENOMEM or
+ * SS_EINTERNAL (thread or handle creation failed: *out stays NULL, the
+ * store remains the caller's, and nothing needs stopping). */
 int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg, sd_writer **out);
 /* Allocates a zeroed job (ss_malloc). */
 sd_job *sd_job_new(sd_job_kind kind);
