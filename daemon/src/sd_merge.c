@@ -821,7 +821,12 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
     ss_body *body = NULL;
     ss_verr verr;
     char detail[320];
-    int rc = ss_envelope_parse(bytes, len, &env);
+    int rc = sd__txn_lost(s);
+    if (rc) {
+        set_msg(out, "%s", s->err);
+        return rc;
+    }
+    rc = ss_envelope_parse(bytes, len, &env);
     apply_ctx a = { s, peer, &env, now_ms, out, 0 };
     memset(&verr, 0, sizeof verr);
     if (rc) {

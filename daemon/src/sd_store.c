@@ -449,8 +449,24 @@ int sd_store_rollback(sd_store *s)
     return rc ? rc : rc2;
 }
 
+int sd__txn_lost(sd_store *s)
+{
+    /* After some errors (disk full, I/O) SQLite rolls the whole transaction
+     * back on its own. A SAVEPOINT then would start a fresh transaction
+     * that RELEASE commits: work after the failure would become durable
+     * while the batch reports failure. Refuse instead. */
+    if (s->in_txn && sqlite3_get_autocommit(s->db)) {
+        snprintf(s->err, sizeof s->err, "the transaction was rolled back by SQLite after an error");
+        return SS_EDB;
+    }
+    return 0;
+}
+
 int sd__savepoint(sd_store *s)
 {
+    int rc = sd__txn_lost(s);
+    if (rc)
+        return rc;
     memcpy(s->sp_hash, s->head_hash, SD_HASH_LEN);
     s->sp_id = s->head_id;
     return run_fixed(s, SD_ST_SAVEPOINT, "SAVEPOINT");
@@ -553,7 +569,9 @@ int sd_store_session_begin(sd_store *s, const sd_peer *peer, int64_t now_ms, int
     int rc = own ? sd_store_begin(s) : 0;
     if (rc)
         return rc;
-    rc = session_begin_in(s, peer, now_ms, session_id);
+    rc = sd__txn_lost(s);
+    if (!rc)
+        rc = session_begin_in(s, peer, now_ms, session_id);
     if (own)
         rc = rc ? (sd_store_rollback(s), rc) : sd_store_commit(s);
     if (rc)
@@ -620,7 +638,9 @@ int sd_store_session_end(sd_store *s, int64_t session_id, int64_t now_ms, const 
     int rc = own ? sd_store_begin(s) : 0;
     if (rc)
         return rc;
-    rc = session_end_in(s, session_id, now_ms, c, bytes_in, bytes_out, error);
+    rc = sd__txn_lost(s);
+    if (!rc)
+        rc = session_end_in(s, session_id, now_ms, c, bytes_in, bytes_out, error);
     if (own)
         rc = rc ? (sd_store_rollback(s), rc) : sd_store_commit(s);
     return rc;

@@ -117,7 +117,10 @@ int sd__peer_seen(sd_store *s, const sd_peer *peer, int64_t now_ms);
  * NULL when absent or null) on the handle (sd_merge.c). */
 int sd__register_functions(sd_store *s);
 
-/* Savepoint per envelope. */
+/* SS_EDB if SQLite already rolled back the caller's open transaction. */
+int sd__txn_lost(sd_store *s);
+
+/* Savepoint per envelope (refused when the transaction was lost). */
 int sd__savepoint(sd_store *s);
 int sd__release(sd_store *s);
 int sd__rollback_to(sd_store *s);

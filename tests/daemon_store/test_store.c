@@ -636,6 +636,37 @@ TEST(readonly_open_while_writing)
     fx_close(&f);
 }
 
+TEST(transaction_lost_mid_batch_applies_nothing_more)
+{
+    fixture f;
+    envb e, e2;
+    sd_result r;
+    fx_open(&f);
+    first_three(&e);
+    envb_init(&e2, "gw-hydro-b", 1);
+    envb_add(&e2, mk_status("hydro-1", H(9, 0), "cctv", "offline"));
+    envb_finish(&e2);
+    ASSERT_EQ(sd_store_begin(f.s), 0);
+    ASSERT_EQ(apply_env(f.s, &f.gw, &e, &r), 0);
+    sd_result_free(&r);
+    /* What SQLite does by itself after a disk-full or I/O error. */
+    ASSERT_EQ(sqlite3_exec(sd_store_handle(f.s), "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(apply_env(f.s, &f.gw2, &e2, &r), SS_EDB);
+    sd_result_free(&r);
+    ASSERT_EQ(sd_store_audit_event(f.s, &f.gw, T_NOW_MS, NULL, 0, "event", "x"), SS_EDB);
+    ASSERT_NE(sd_store_commit(f.s), 0);
+    ASSERT_U64_EQ(committed(f.s, "gw-hydro"), 0);
+    ASSERT_U64_EQ(committed(f.s, "gw-hydro-b"), 0);
+    ASSERT_EQ(q_int(f.s, "SELECT count(*) FROM audit"), 0);
+    /* The store is usable again afterwards. */
+    ASSERT_EQ(apply_env(f.s, &f.gw, &e, &r), 0);
+    ASSERT_U64_EQ(r.counts.applied, 3);
+    sd_result_free(&r);
+    envb_free(&e);
+    envb_free(&e2);
+    fx_close(&f);
+}
+
 TEST(open_errors_are_clear)
 {
     sd_store_config cfg = { 0 };
@@ -691,15 +722,16 @@ SS_TEST_MAIN(
         SS_TEST_ENTRY(partial_overlap) SS_TEST_ENTRY(same_seq_different_content_is_tamper)
             SS_TEST_ENTRY(gap_refused_with_resume) SS_TEST_ENTRY(
                 cross_site_write_refused_rest_applied) SS_TEST_ENTRY(record_of_another_site_refused)
-                SS_TEST_ENTRY(relay_in_and_out_of_region)
-                    SS_TEST_ENTRY(gateway_sending_other_origin_refused)
-                        SS_TEST_ENTRY(future_hlc_refused)
-                            SS_TEST_ENTRY(schema_invalid_change_refused_with_field)
-                                SS_TEST_ENTRY(malformed_envelope_refused_and_audited)
-                                    SS_TEST_ENTRY(lww_both_arrival_orders)
-                                        SS_TEST_ENTRY(lww_equal_hlc_origin_breaks_tie)
-                                            SS_TEST_ENTRY(tombstones_carry_their_clock)
-                                                SS_TEST_ENTRY(loser_ledger_content)
-                                                    SS_TEST_ENTRY(readonly_open_while_writing)
-                                                        SS_TEST_ENTRY(open_errors_are_clear)
-                                                            SS_TEST_ENTRY(sessions_and_events))
+                SS_TEST_ENTRY(relay_in_and_out_of_region) SS_TEST_ENTRY(
+                    gateway_sending_other_origin_refused) SS_TEST_ENTRY(future_hlc_refused)
+                    SS_TEST_ENTRY(schema_invalid_change_refused_with_field)
+                        SS_TEST_ENTRY(malformed_envelope_refused_and_audited)
+                            SS_TEST_ENTRY(lww_both_arrival_orders)
+                                SS_TEST_ENTRY(lww_equal_hlc_origin_breaks_tie)
+                                    SS_TEST_ENTRY(tombstones_carry_their_clock)
+                                        SS_TEST_ENTRY(loser_ledger_content)
+                                            SS_TEST_ENTRY(readonly_open_while_writing)
+                                                SS_TEST_ENTRY(
+                                                    transaction_lost_mid_batch_applies_nothing_more)
+                                                    SS_TEST_ENTRY(open_errors_are_clear)
+                                                        SS_TEST_ENTRY(sessions_and_events))
