@@ -70,14 +70,20 @@ int sd_store_rollback(sd_store *s);
 
 /* Applies one envelope inside the open transaction (a savepoint of its own,
  * so a refused envelope leaves the transaction as it was). Checks, in order:
- * body structure, sequence (duplicate range: re-acknowledged, not re-applied,
- * audited as duplicate; same seq with different content: SS_ETAMPER; gap:
- * SS_EGAP with resume), authorization of each change's site against the
- * peer (gateway: its own node must be the origin and the site in its
- * certificate; relay: the site in its certificate), clock skew, schema; then
- * merges each valid change per field by (hlc, origin), records losers,
- * writes one audit entry per change and advances the origin's committed
- * sequence. now_ms is the receive time.
+ * envelope and body structure (the proto code, audited, nothing applied);
+ * the peer's right to send it at all (role gateway: the origin must be its
+ * own node, else SS_EAUTH; role relay: any origin; other roles: SS_EROLE;
+ * every change audited, nothing applied, no sequence consumed); the sequence
+ * (gap: SS_EGAP with resume; the part at or below the committed sequence is
+ * compared byte for byte with what was committed: equal -> re-acknowledged,
+ * audited as duplicate, not re-applied; different -> SS_ETAMPER, nothing of
+ * the envelope applied). Then per new change: the site against the peer's
+ * certificate (and against the site that owns an existing record), clock
+ * skew, schema; a refused change is listed in out->rejects, audited, and its
+ * sequence number consumed. Valid changes merge per field by (hlc, origin),
+ * losers go to the ledger, every change gets one audit entry, and the
+ * origin's committed sequence advances in the same transaction. now_ms is
+ * the receive time.
  * Returns out->code (0 or the envelope-level refusal above; SS_EDB /
  * SS_ENOMEM when the store failed, the envelope's savepoint rolled back).
  * Called outside sd_store_begin, it runs in a transaction of its own. */
