@@ -231,13 +231,17 @@ static void print_table(const sd_table *t)
         if (w[c] > MAXW)
             w[c] = MAXW;
     }
+    int last = -1;
+    for (int c = 0; c < ncols; c++)
+        if (t->brief[c])
+            last = c;
     for (int pass = 0; pass < 2; pass++) {
         int first = 1;
         for (int c = 0; c < ncols; c++) {
             if (!t->brief[c])
                 continue;
             if (pass == 0) {
-                printf("%s%-*s", first ? "" : "  ", (int)w[c], t->cols[c]);
+                printf("%s%-*s", first ? "" : "  ", c == last ? 0 : (int)w[c], t->cols[c]);
             } else {
                 printf("%s", first ? "" : "  ");
                 for (size_t k = 0; k < w[c]; k++)
@@ -267,7 +271,8 @@ static void print_table(const sd_table *t)
             for (char *p = cell; *p; p++)
                 if (*p == '\n' || *p == '\r' || *p == '\t')
                     *p = ' ';
-            printf("%s%-*s", first ? "" : "  ", (int)w[c], cell);
+            /* No padding after the last column: no trailing blanks. */
+            printf("%s%-*s", first ? "" : "  ", c == last ? 0 : (int)w[c], cell);
             first = 0;
         }
         printf("\n");
