@@ -874,9 +874,6 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         if (rc)
             goto rollback;
         out->counts.received = out->counts.rejected = env.count;
-        rc = sd__audit_save_head(s);
-        if (rc)
-            goto rollback;
         /* committed stays 0: a refused peer learns nothing of another
          * origin's progress. */
         rc = sd__release(s);
@@ -904,8 +901,6 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         e.outcome = "rejected:gap";
         e.detail = out->message;
         rc = sd__audit_append(s, &e);
-        if (!rc)
-            rc = sd__audit_save_head(s);
         if (rc)
             goto rollback;
         rc = sd__release(s);
@@ -933,8 +928,6 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
          * reference for later re-deliveries. */
         if (!rc)
             rc = audit_change(&a, bad, ch, NULL, "rejected:tamper", out->message);
-        if (!rc)
-            rc = sd__audit_save_head(s);
         if (rc) {
             sd__rollback_to(s);
             goto done;
@@ -943,9 +936,6 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         rc = rc ? rc : SS_ETAMPER;
         goto done;
     }
-    if (rc)
-        goto rollback;
-    rc = sd__audit_save_head(s);
     if (rc)
         goto rollback;
     rc = sd__release(s);

@@ -671,8 +671,6 @@ int sd_store_audit_event(sd_store *s, const sd_peer *peer, int64_t now_ms, const
     if (rc)
         goto done;
     rc = sd__audit_append(s, &e);
-    if (!rc)
-        rc = sd__audit_save_head(s);
     if (rc)
         sd__rollback_to(s);
     else

@@ -52,7 +52,7 @@ struct sd_store {
     int64_t skew_ms;
     sqlite3_stmt *st[SD_ST__COUNT];
     /* Audit chain head: kept in memory so each append needs no SELECT, and
-     * written to meta once per envelope/event inside the same transaction. */
+     * written to meta by sd_store_commit, inside the transaction it seals. */
     uint8_t head_hash[SD_HASH_LEN];
     int64_t head_id;
     int head_dirty;
@@ -106,7 +106,7 @@ typedef struct sd_audit_entry {
 int sd__audit_append(sd_store *s, const sd_audit_entry *e);
 /* Loads the head from meta (after open or a rolled-back transaction). */
 int sd__audit_load_head(sd_store *s);
-/* Writes the in-memory head to meta if it moved. */
+/* Writes the in-memory head to meta if it moved (sd_store_commit). */
 int sd__audit_save_head(sd_store *s);
 
 /* Upserts the peers row (node, role, fingerprint, last seen). */
