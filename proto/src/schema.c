@@ -156,6 +156,14 @@ int ss_verr_set(ss_verr *err, int code, const char *field, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
+        /* Messages may quote what a peer sent and vsnprintf may cut a UTF-8
+         * sequence in half: keep printable ASCII only, so every message can
+         * travel in an ERROR frame or an ACK rejection (which must be UTF-8). */
+        for (char *p = err->msg; *p; p++) {
+            unsigned char ch = (unsigned char)*p;
+            if (ch < 0x20 || ch >= 0x7f)
+                *p = '?';
+        }
     }
     return code;
 }

@@ -21,12 +21,12 @@
 #include "proto/ident.h"
 #include "proto/schema.h"
 
-#define SS_ENV_VERSION 1
+#define SS_ENV_VERSION     1
 #define SS_ENV_FLAG_SIGNED 0x01u
-#define SS_ENV_FLAGS_MASK 0x01u
-#define SS_ENV_MAX_COUNT 4096u
-#define SS_ENV_MAX_SIG 4096u
-#define SS_ENV_FIXED_LEN 19u /* version..body_len without the origin */
+#define SS_ENV_FLAGS_MASK  0x01u
+#define SS_ENV_MAX_COUNT   4096u
+#define SS_ENV_MAX_SIG     4096u
+#define SS_ENV_FIXED_LEN   19u /* version..body_len without the origin */
 
 /* A parsed view into the caller's buffer (no copies, nothing to free). */
 typedef struct ss_envelope {

@@ -34,8 +34,7 @@ const char *ss_frame_type_name(int type);
 
 /* Writes the 6-byte header. Returns SS_FRAME_HEADER_LEN, or SS_EOVERSIZE if
  * len > SS_FRAME_ABSOLUTE_MAX, SS_ETYPE / SS_EFLAGS for a bad type/flags. */
-int ss_frame_write_header(uint8_t out[SS_FRAME_HEADER_LEN], int type, unsigned flags,
-                          uint32_t len);
+int ss_frame_write_header(uint8_t out[SS_FRAME_HEADER_LEN], int type, unsigned flags, uint32_t len);
 
 /* Encodes header + payload into out[cap]. Returns bytes written (>= 6), or
  * SS_ENOSPC if cap is too small, or the errors of ss_frame_write_header. */
@@ -50,10 +49,10 @@ typedef struct ss_fdec {
     uint32_t len;
     uint8_t type;
     uint8_t flags;
-    uint8_t *buf;     /* payload buffer, grown on demand up to max_len */
+    uint8_t *buf; /* payload buffer, grown on demand up to max_len */
     uint32_t buf_cap;
-    uint32_t have;    /* payload bytes received */
-    int state;        /* 0 header, 1 payload, 2 frame ready, <0 sticky error */
+    uint32_t have; /* payload bytes received */
+    int state;     /* 0 header, 1 payload, 2 frame ready, <0 sticky error */
 } ss_fdec;
 
 /* A decoded frame; payload points into the decoder and stays valid until the

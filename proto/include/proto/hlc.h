@@ -10,7 +10,7 @@
 
 typedef uint64_t ss_hlc_t;
 
-#define SS_HLC_MS_MAX ((UINT64_C(1) << 48) - 1)
+#define SS_HLC_MS_MAX      ((UINT64_C(1) << 48) - 1)
 #define SS_HLC_COUNTER_MAX 0xFFFFu
 /* Fixed-width lowercase hex: 16 characters, sorts like the number. */
 #define SS_HLC_TEXT_LEN 16
@@ -54,8 +54,7 @@ int ss_hlc_now(ss_hlc *c, uint64_t now_ms, ss_hlc_t *out);
  * forward). max_ahead_ms == 0 trusts the remote (a gateway adopting the
  * daemon's time from WELCOME). On success the clock is >= remote and *out (if
  * not NULL) gets the new stamp. */
-int ss_hlc_recv(ss_hlc *c, ss_hlc_t remote, uint64_t now_ms, uint64_t max_ahead_ms,
-                ss_hlc_t *out);
+int ss_hlc_recv(ss_hlc *c, ss_hlc_t remote, uint64_t now_ms, uint64_t max_ahead_ms, ss_hlc_t *out);
 
 /* 16 hex chars + NUL into buf (cap >= 17). Returns 16 or SS_ENOSPC. */
 int ss_hlc_format(ss_hlc_t h, char *buf, size_t cap);

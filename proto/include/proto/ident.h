@@ -13,9 +13,9 @@
 
 /* Ids: 1..64 chars of [a-z0-9._-], starting with [a-z0-9]. Lower case only so
  * that two spellings can never name the same site. */
-#define SS_ID_MAX 64
+#define SS_ID_MAX          64
 #define SS_IDENT_MAX_SITES 64
-#define SS_URI_PREFIX "urn:sitesync:"
+#define SS_URI_PREFIX      "urn:sitesync:"
 /* Longest identity URI: prefix + "node:" + id. */
 #define SS_URI_MAX (sizeof(SS_URI_PREFIX) - 1 + 5 + SS_ID_MAX)
 
@@ -35,11 +35,7 @@ const char *ss_role_name(ss_role r); /* "gateway", ...; "none" */
 /* Returns the role, or SS_EINVAL for an unknown name. */
 int ss_role_parse(const char *s, size_t len);
 
-typedef enum ss_uri_kind {
-    SS_URI_NODE = 1,
-    SS_URI_ROLE = 2,
-    SS_URI_SITE = 3
-} ss_uri_kind;
+typedef enum ss_uri_kind { SS_URI_NODE = 1, SS_URI_ROLE = 2, SS_URI_SITE = 3 } ss_uri_kind;
 
 /* Formats "urn:sitesync:<kind>:<value>" into buf. value is checked (an id, or
  * a role name for SS_URI_ROLE). Returns the length, SS_EID / SS_EINVAL, or

@@ -14,9 +14,9 @@
 #define SS_PROTO_VERSION 1
 /* Bounds on list lengths in one message. */
 #define SS_MSG_MAX_ORIGINS 4096
-#define SS_MSG_MAX_ACKS 4096
+#define SS_MSG_MAX_ACKS    4096
 #define SS_MSG_MAX_REJECTS 4096
-#define SS_MSG_TEXT_MAX 256 /* software string, error message, bye reason */
+#define SS_MSG_TEXT_MAX    256 /* software string, error message, bye reason */
 /* Bounds on HELLO/WELCOME max_frame (payload bytes; the upper bound is
  * SS_FRAME_ABSOLUTE_MAX) and on WELCOME window. */
 #define SS_MSG_MIN_FRAME  1024
@@ -32,19 +32,19 @@ typedef struct ss_oseq {
 typedef struct ss_reject {
     char origin[SS_ID_MAX + 1];
     uint64_t seq;
-    int code;                       /* ss_err */
+    int code;                          /* ss_err */
     char field[SS_FIELD_NAME_MAX + 1]; /* "" if none */
     char message[SS_MSG_TEXT_MAX];
 } ss_reject;
 
 typedef struct ss_hello {
-    uint32_t proto;     /* SS_PROTO_VERSION */
+    uint32_t proto; /* SS_PROTO_VERSION */
     char node[SS_ID_MAX + 1];
     ss_role role;
     uint32_t max_frame; /* largest frame the client accepts */
     char software[SS_MSG_TEXT_MAX];
-    int norigins;       /* origins the client speaks for besides itself */
-    ss_oseq *origins;   /* seq unused (0) */
+    int norigins;     /* origins the client speaks for besides itself */
+    ss_oseq *origins; /* seq unused (0) */
 } ss_hello;
 
 typedef struct ss_welcome {
@@ -54,7 +54,7 @@ typedef struct ss_welcome {
     uint32_t max_frame;       /* largest frame the server accepts */
     uint32_t window;          /* BATCH frames the client may have unacknowledged */
     int ncommitted;
-    ss_oseq *committed;       /* highest durably committed seq per origin */
+    ss_oseq *committed; /* highest durably committed seq per origin */
 } ss_welcome;
 
 typedef struct ss_ack {

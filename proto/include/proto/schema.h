@@ -12,7 +12,7 @@
 #include "proto/ident.h"
 
 #define SS_SCHEMA_MAX_FIELDS 16
-#define SS_FIELD_NAME_MAX 31
+#define SS_FIELD_NAME_MAX    31
 /* Record keys: 1..96 chars of [A-Za-z0-9._:-]. site_status keys are site ids;
  * incident keys are minted by ss_incident_key. */
 #define SS_KEY_MAX 96
@@ -37,10 +37,7 @@ typedef struct ss_field_def {
     const char *help;
 } ss_field_def;
 
-typedef enum ss_collection_id {
-    SS_COLL_SITE_STATUS = 1,
-    SS_COLL_INCIDENT = 2
-} ss_collection_id;
+typedef enum ss_collection_id { SS_COLL_SITE_STATUS = 1, SS_COLL_INCIDENT = 2 } ss_collection_id;
 
 typedef struct ss_collection_def {
     const char *name; /* "site_status", "incident" */
@@ -64,8 +61,8 @@ const char *ss_op_name(ss_op op);
 int ss_op_parse(const char *s, size_t len); /* ss_op or SS_EINVAL */
 
 typedef struct ss_value {
-    int is_null; /* JSON null: clears an optional field */
-    int64_t num; /* SS_FT_INT */
+    int is_null;     /* JSON null: clears an optional field */
+    int64_t num;     /* SS_FT_INT */
     const char *str; /* text, enum and time (not NUL-terminated) */
     size_t len;
 } ss_value;
