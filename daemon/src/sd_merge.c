@@ -552,11 +552,81 @@ static int add_reject(sd_result *out, const char *origin, uint64_t seq, int code
 }
 
 /* One audit entry for a change. */
-static int audit_change(apply_ctx *a, uint64_t seq, const ss_change *ch, const uint8_t *chash,
-                        const char *outcome, const char *detail)
+/* Finds the value of the top-level "fields" member in a change's exact
+ * bytes (strict JSON, already checked by proto/): 0 with the object's
+ * bounds, or -1 (absent, not an object, or spelled with escapes). */
+static int raw_fields(const uint8_t *p, size_t n, const uint8_t **out, size_t *olen)
 {
+    size_t i = 0;
+    int depth = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < n && p[i] != '"')
+                i += p[i] == '\\' ? 2 : 1;
+            if (i >= n)
+                return -1;
+            size_t end = i++;
+            if (depth != 1 || end - start != 6 || memcmp(p + start, "fields", 6) != 0)
+                continue;
+            while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+                i++;
+            if (i >= n || p[i] != ':')
+                continue; /* a value "fields", not the key */
+            i++;
+            while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+                i++;
+            if (i >= n || p[i] != '{')
+                return -1;
+            size_t from = i;
+            int d = 0;
+            while (i < n) {
+                if (p[i] == '"') {
+                    i++;
+                    while (i < n && p[i] != '"')
+                        i += p[i] == '\\' ? 2 : 1;
+                } else if (p[i] == '{' || p[i] == '[') {
+                    d++;
+                } else if (p[i] == '}' || p[i] == ']') {
+                    if (--d == 0) {
+                        *out = p + from;
+                        *olen = i + 1 - from;
+                        return 0;
+                    }
+                }
+                i++;
+            }
+            return -1;
+        }
+        if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']')
+            depth--;
+        i++;
+    }
+    return -1;
+}
+
+/* One audit entry for the change at index idx of body. Its fields are
+ * recorded exactly as sent (the bytes the change hash covers), or rebuilt
+ * from the decoded change if they cannot be found as such. */
+static int audit_change(apply_ctx *a, const ss_body *body, uint32_t idx, uint64_t seq,
+                        const uint8_t *chash, const char *outcome, const char *detail)
+{
+    const ss_change *ch = ss_body_change(body, idx);
     const char *fields = NULL;
-    if (ch && ch->coll && ch->op != SS_OP_DELETE) {
+    const uint8_t *raw = NULL, *fp = NULL;
+    size_t rawlen = 0, flen = 0;
+    ss_body_change_raw(body, idx, &raw, &rawlen);
+    if (raw && raw_fields(raw, rawlen, &fp, &flen) == 0) {
+        char *buf = sd__scratch(a->s, SD_SCR_TEXT, flen + 1);
+        if (!buf)
+            return SS_ENOMEM;
+        memcpy(buf, fp, flen);
+        buf[flen] = '\0';
+        fields = buf;
+    } else if (ch && ch->coll && ch->op != SS_OP_DELETE) {
         fstate fs[SS_SCHEMA_MAX_FIELDS];
         int n = change_fields(ch, a->env->origin, fs);
         int rc = fields_json(a->s, SD_SCR_TEXT, ch->coll, fs, n, &fields);
@@ -650,8 +720,7 @@ static int audit_refused_envelope(apply_ctx *a, const ss_body *body, const char 
 {
     uint32_t n = ss_body_count(body);
     for (uint32_t i = 0; i < n; i++) {
-        int rc =
-            audit_change(a, a->env->first_seq + i, ss_body_change(body, i), NULL, outcome, detail);
+        int rc = audit_change(a, body, i, a->env->first_seq + i, NULL, outcome, detail);
         if (rc)
             return rc;
     }
@@ -697,7 +766,7 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
                                 : "content differs from the change committed with this sequence");
                 return SS_ETAMPER;
             }
-            rc = audit_change(a, seq, ch, chash, "duplicate", NULL);
+            rc = audit_change(a, body, i, seq, chash, "duplicate", NULL);
             if (rc)
                 return rc;
             out->counts.duplicate++;
@@ -765,7 +834,7 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
                     out->counts.superseded++;
                 else
                     out->counts.duplicate++;
-                rc = audit_change(a, seq, ch, chash, name,
+                rc = audit_change(a, body, i, seq, chash, name,
                                   oc == OUT_DUPLICATE ? "same write (hlc, origin) already stored"
                                                       : NULL);
                 if (rc)
@@ -778,7 +847,7 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
         if (rc)
             return rc;
         out->counts.rejected++;
-        rc = audit_change(a, seq, ch, chash, outcome, detail);
+        rc = audit_change(a, body, i, seq, chash, outcome, detail);
         if (rc)
             return rc;
     }
@@ -922,12 +991,12 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         out->committed = committed;
         memcpy(out->message, msg, sizeof msg);
         uint64_t bad = a.tamper_seq;
-        const ss_change *ch = ss_body_change(body, (uint32_t)(bad - env.first_seq));
         rc = sd__savepoint(s);
         /* No change hash on this entry: the committed one stays the
          * reference for later re-deliveries. */
         if (!rc)
-            rc = audit_change(&a, bad, ch, NULL, "rejected:tamper", out->message);
+            rc = audit_change(&a, body, (uint32_t)(bad - env.first_seq), bad, NULL,
+                              "rejected:tamper", out->message);
         if (rc) {
             sd__rollback_to(s);
             goto done;

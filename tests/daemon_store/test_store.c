@@ -423,6 +423,33 @@ TEST(schema_invalid_change_refused_with_field)
     fx_close(&f);
 }
 
+TEST(audit_keeps_fields_as_sent)
+{
+    fixture f;
+    envb e;
+    sd_result r;
+    char buf[256];
+    fx_open(&f);
+    envb_init(&e, "gw-hydro", 1);
+    /* Spaces, a nested quote and braces inside a string, "fields" as a
+     * value before the key: the audit entry keeps the object verbatim. */
+    const char *raw = "{\"seq\":1,\"hlc\":\"0000000000010000\",\"collection\":\"site_status\","
+                      "\"key\":\"hydro-1\",\"site\":\"hydro-1\",\"op\":\"update\","
+                      "\"fields\" : { \"note\" : \"gate \\\"fields\\\": {x}\" } }";
+    envb_add_raw(&e, raw, strlen(raw));
+    envb_finish(&e);
+    ASSERT_EQ(apply_env(f.s, &f.gw, &e, &r), 0);
+    ASSERT_U64_EQ(r.counts.applied, 1);
+    sd_result_free(&r);
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT fields FROM audit WHERE seq=1"),
+                  "{ \"note\" : \"gate \\\"fields\\\": {x}\" }");
+    ASSERT_STR_EQ(
+        q_text(f.s, buf, sizeof buf, "SELECT sd_field(collection, state, 'note') FROM records"),
+        "gate \"fields\": {x}");
+    envb_free(&e);
+    fx_close(&f);
+}
+
 TEST(malformed_envelope_refused_and_audited)
 {
     fixture f;
@@ -725,12 +752,13 @@ SS_TEST_MAIN(
                 SS_TEST_ENTRY(relay_in_and_out_of_region) SS_TEST_ENTRY(
                     gateway_sending_other_origin_refused) SS_TEST_ENTRY(future_hlc_refused)
                     SS_TEST_ENTRY(schema_invalid_change_refused_with_field)
-                        SS_TEST_ENTRY(malformed_envelope_refused_and_audited)
-                            SS_TEST_ENTRY(lww_both_arrival_orders)
-                                SS_TEST_ENTRY(lww_equal_hlc_origin_breaks_tie)
-                                    SS_TEST_ENTRY(tombstones_carry_their_clock)
-                                        SS_TEST_ENTRY(loser_ledger_content)
-                                            SS_TEST_ENTRY(readonly_open_while_writing)
+                        SS_TEST_ENTRY(audit_keeps_fields_as_sent)
+                            SS_TEST_ENTRY(malformed_envelope_refused_and_audited)
+                                SS_TEST_ENTRY(lww_both_arrival_orders)
+                                    SS_TEST_ENTRY(lww_equal_hlc_origin_breaks_tie)
+                                        SS_TEST_ENTRY(tombstones_carry_their_clock)
+                                            SS_TEST_ENTRY(loser_ledger_content) SS_TEST_ENTRY(
+                                                readonly_open_while_writing)
                                                 SS_TEST_ENTRY(
                                                     transaction_lost_mid_batch_applies_nothing_more)
                                                     SS_TEST_ENTRY(open_errors_are_clear)
