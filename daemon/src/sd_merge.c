@@ -907,6 +907,11 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         return arc ? arc : rc;
     }
     rc = ss_body_parse(&env, &body, &verr);
+    if (rc == SS_ENOMEM) {
+        /* Our failure, not the peer's: nothing to audit against it. */
+        set_msg(out, "out of memory parsing the envelope body");
+        return rc;
+    }
     if (rc) {
         set_msg(out, "malformed envelope body: %s%s%s", verr.field[0] ? verr.field : "",
                 verr.field[0] ? ": " : "", verr.msg[0] ? verr.msg : ss_strerror(rc));
