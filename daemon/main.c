@@ -47,6 +47,9 @@ int main(int argc, char **argv)
     sd_log_init(&log, (sd_log_level)sd_log_level_parse(cfg.log_level), stderr);
     /* A peer closing mid-write must give EPIPE, not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
+    /* One descriptor per session: the usual soft limit of 1024 would cap
+     * the daemon far below max_connections. */
+    sd_server_raise_fd_limit(&cfg, &log);
 
     if (uv_loop_init(&loop) != 0) {
         SD_ERROR(&log, "startup_failed", "what=loop");

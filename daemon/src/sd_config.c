@@ -35,6 +35,13 @@ static const sd_config_def table[] = {
       "connections served at once; further connections are closed at accept" },
     { "handshake_timeout_ms", SD_CFG_UINT, F(handshake_timeout_ms), 100, 600000, 0, "10000",
       "absolute deadline from accept for the TLS handshake and HELLO" },
+    { "bad_handshake_limit", SD_CFG_UINT, F(bad_handshake_limit), 0, 1000000, 0, "16",
+      "failed TLS handshakes from one address (IPv4, or IPv6 /64) within bad_handshake_window_ms "
+      "before its connections are closed at accept; 0 disables" },
+    { "bad_handshake_window_ms", SD_CFG_UINT, F(bad_handshake_window_ms), 100, 86400000, 0, "60000",
+      "window in which failed handshakes from one address are counted" },
+    { "bad_handshake_penalty_ms", SD_CFG_UINT, F(bad_handshake_penalty_ms), 100, 86400000, 0,
+      "60000", "how long an address over bad_handshake_limit is refused at accept" },
     { "idle_timeout_ms", SD_CFG_UINT, F(idle_timeout_ms), 100, 86400000, 0, "120000",
       "a session with no frame received and nothing in flight for this long is closed" },
     { "max_frame", SD_CFG_UINT, F(max_frame), 1024, SS_FRAME_ABSOLUTE_MAX, 0, "1048576",

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <netinet/in.h>
+
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 
@@ -41,6 +43,10 @@ struct sd_conn {
     int paused;   /* window full: frames wait in the buffers */
     int shutting; /* graceful close under way */
     int session_begun, session_ended;
+    int quiet;     /* refused at accept under a penalty: close logged at debug */
+    int have_akey; /* akey is the peer's address (IPv4 or IPv6 /64) */
+    sd_addr_key akey;
+    char ip[INET6_ADDRSTRLEN];
     sd_tls_conn tls;
     ss_fdec dec;
     size_t pt_pos, pt_len;
@@ -229,14 +235,14 @@ void sd__conn_abort(sd_conn *c, const char *reason)
         return;
     c->state = SD_CONN_CLOSING;
     char q[300];
-    SD_INFO(c->srv->log, "conn_close",
-            "conn=%llu peer=%s addr=%s reason=%s received=%llu applied=%llu duplicate=%llu "
-            "rejected=%llu bytes_in=%llu bytes_out=%llu error=%s",
-            (unsigned long long)c->id, peer_node(c), c->peer.addr, reason,
-            (unsigned long long)c->counts.received, (unsigned long long)c->counts.applied,
-            (unsigned long long)c->counts.duplicate, (unsigned long long)c->counts.rejected,
-            (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-            sd_log_quote(q, sizeof q, c->error));
+    sd_log_write(c->srv->log, c->quiet ? SD_LOG_DEBUG : SD_LOG_INFO, "conn_close",
+                 "conn=%llu peer=%s addr=%s reason=%s received=%llu applied=%llu duplicate=%llu "
+                 "rejected=%llu bytes_in=%llu bytes_out=%llu error=%s",
+                 (unsigned long long)c->id, peer_node(c), c->peer.addr, reason,
+                 (unsigned long long)c->counts.received, (unsigned long long)c->counts.applied,
+                 (unsigned long long)c->counts.duplicate, (unsigned long long)c->counts.rejected,
+                 (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+                 sd_log_quote(q, sizeof q, c->error));
     unlink_dirty(c);
     end_session(c);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -889,6 +895,23 @@ static void handle_frame(sd_conn *c, const ss_frame *f)
     ss_msg_free(&m);
 }
 
+/* Counts a failed handshake against the peer's address; past the limit the
+ * listener refuses that address at accept for bad_handshake_penalty_ms. */
+static void note_bad_handshake(sd_conn *c)
+{
+    sd_server *s = c->srv;
+    uint64_t fails = 0;
+    if (!c->have_akey)
+        return;
+    if (sd__penalty_fail(&s->penalty, &c->akey, uv_now(s->loop), &fails) == 1)
+        SD_WARN(s->log, "addr_penalised",
+                "addr=%s failures=%llu window_ms=%llu penalty_ms=%llu penalised_total=%llu", c->ip,
+                (unsigned long long)s->cfg->bad_handshake_limit,
+                (unsigned long long)s->cfg->bad_handshake_window_ms,
+                (unsigned long long)s->cfg->bad_handshake_penalty_ms,
+                (unsigned long long)s->penalty.penalised);
+}
+
 static void handshake_done(sd_conn *c)
 {
     char fp[65], serial[41];
@@ -898,6 +921,7 @@ static void handshake_done(sd_conn *c)
                 (unsigned long long)c->id, c->peer.addr,
                 rc == SS_EIDENT ? "certificate_without_sitesync_identity" : "no_verified_cert");
         set_error(c, "%s%s", "certificate identity missing or malformed", "");
+        note_bad_handshake(c);
         sd__conn_abort(c, ss_err_name(rc));
         return;
     }
@@ -912,6 +936,7 @@ static void handshake_done(sd_conn *c)
                     (unsigned long long)c->id, c->peer.addr, c->peer.ident.node, fp,
                     sd_log_quote(q, sizeof q, why));
             set_error(c, "tls: %s", why);
+            note_bad_handshake(c);
             sd__conn_abort(c, "tls_refused");
             return;
         }
@@ -945,6 +970,7 @@ static void handshake_failed(sd_conn *c)
         memcpy(p.serial, f->serial, sizeof p.serial);
         audit_event(c, &p, f->node, 0, "rejected:revoked", "certificate revoked (handshake)");
     }
+    note_bad_handshake(c);
     flush_out(c); /* the TLS alert, best effort */
     sd__conn_abort(c, "tls_refused");
 }
@@ -1119,6 +1145,22 @@ void sd__conn_accept(sd_server *s)
             port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
         }
         snprintf(c->peer.addr, sizeof c->peer.addr, "%s:%d", ip, port);
+        snprintf(c->ip, sizeof c->ip, "%s", ip);
+        c->have_akey = sd__penalty_key((const struct sockaddr *)&sa, &c->akey) == 0;
+    }
+    uint32_t nrefused = 0;
+    uint64_t left =
+        c->have_akey ? sd__penalty_check(&s->penalty, &c->akey, uv_now(s->loop), &nrefused) : 0;
+    if (left > 0) {
+        /* Closed before any TLS work: this is what the penalty saves. Only
+         * the first refusal of a penalty is a warning, so a flood of
+         * refused connections cannot flood the log as well. */
+        c->quiet = 1;
+        sd_log_write(s->log, nrefused == 1 ? SD_LOG_WARN : SD_LOG_DEBUG, "conn_refused",
+                     "addr=%s reason=bad_handshakes retry_ms=%llu refused=%u", c->peer.addr,
+                     (unsigned long long)left, nrefused);
+        sd__conn_abort(c, "bad_handshakes");
+        return;
     }
     if (s->draining || s->nconns > s->cfg->max_connections) {
         SD_WARN(s->log, "conn_refused", "addr=%s reason=%s live=%zu max=%llu", c->peer.addr,

@@ -24,6 +24,45 @@
 
 typedef struct sd_conn sd_conn;
 
+/* ---- per-address penalty for failed handshakes (sd_penalty.c) ---------- */
+
+#define SD_PENALTY_SLOTS 4096 /* power of two: fixed memory, whatever the attack */
+#define SD_PENALTY_PROBE 8
+
+/* A source address: IPv4 (family 4, b[0..3]) or an IPv6 /64 (family 6,
+ * b[0..7]); the rest is zero so keys compare with memcmp. */
+typedef struct sd_addr_key {
+    uint8_t family;
+    uint8_t b[16];
+} sd_addr_key;
+
+typedef struct sd_penalty_entry {
+    sd_addr_key key;
+    uint32_t fails;                     /* failures in the current window */
+    uint32_t refused;                   /* connections refused during the current penalty */
+    uint64_t window_start, last, until; /* loop ms */
+} sd_penalty_entry;
+
+typedef struct sd_penalty {
+    uint64_t limit, window_ms, penalty_ms; /* limit 0: disabled */
+    uint64_t seed;
+    uint64_t penalised, refused, evicted; /* totals, for logs and tests */
+    sd_penalty_entry slots[SD_PENALTY_SLOTS];
+} sd_penalty;
+
+/* Cannot fail. seed should be unpredictable from outside. */
+void sd__penalty_init(sd_penalty *p, uint64_t limit, uint64_t window_ms, uint64_t penalty_ms,
+                      uint64_t seed);
+/* Key of a peer address. Returns 0, or SS_EINVAL for a family other than
+ * IPv4/IPv6 (such peers are never penalised). */
+int sd__penalty_key(const struct sockaddr *sa, sd_addr_key *k);
+/* Records a failed handshake at loop time now; *fails gets the count in the
+ * window. Returns 1 if this failure starts a penalty, else 0. */
+int sd__penalty_fail(sd_penalty *p, const sd_addr_key *k, uint64_t now, uint64_t *fails);
+/* At accept: the penalty's remaining ms if the address is penalised (the
+ * refusal is counted; *nrefused gets the count for this penalty), else 0. */
+uint64_t sd__penalty_check(sd_penalty *p, const sd_addr_key *k, uint64_t now, uint32_t *nrefused);
+
 struct sd_server {
     uv_loop_t *loop;
     const sd_config *cfg;
@@ -52,6 +91,7 @@ struct sd_server {
 
     void (*done)(void *arg);
     void *done_arg;
+    sd_penalty penalty; /* failed handshakes per source address */
     /* One shared read buffer: libuv calls alloc then read back to back on
      * the loop thread, and each read is consumed before the next alloc. */
     char rbuf[SD_READ_BUF];

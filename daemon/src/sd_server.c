@@ -7,10 +7,49 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
+#include <openssl/rand.h>
+
 #include "proto/err.h"
 #include "sd_net.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+unsigned long long sd_server_raise_fd_limit(const sd_config *cfg, const sd_log *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        SD_WARN(log, "fd_limit", "err=\"getrlimit: %s\"", strerror(errno));
+        return 0;
+    }
+    rlim_t before = rl.rlim_cur;
+    /* An unlimited hard limit still cannot be used as a soft one (the
+     * kernel caps it at fs.nr_open): ask for a large finite value. */
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1048576 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit nl = { want, rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+            rl.rlim_cur = want;
+        else
+            SD_WARN(log, "fd_limit", "err=\"setrlimit %llu: %s\"", (unsigned long long)want,
+                    strerror(errno));
+    }
+    unsigned long long soft =
+        rl.rlim_cur == RLIM_INFINITY ? ~0ULL : (unsigned long long)rl.rlim_cur;
+    unsigned long long hard =
+        rl.rlim_max == RLIM_INFINITY ? ~0ULL : (unsigned long long)rl.rlim_max;
+    SD_INFO(log, "fd_limit", "soft=%llu was=%llu hard=%llu max_connections=%llu", soft,
+            before == RLIM_INFINITY ? ~0ULL : (unsigned long long)before, hard,
+            (unsigned long long)cfg->max_connections);
+    if (cfg->max_connections + SD_SERVER_FD_RESERVE > soft)
+        SD_WARN(log, "fd_limit_low",
+                "soft=%llu max_connections=%llu reserve=%d msg=\"connections beyond the file "
+                "descriptor limit will fail at accept; raise the hard limit (ulimit -Hn, "
+                "LimitNOFILE=) or lower max_connections\"",
+                soft, (unsigned long long)cfg->max_connections, SD_SERVER_FD_RESERVE);
+    return soft;
+}
 
 int sd_server_new(uv_loop_t *loop, const sd_config *cfg, const sd_log *log, sd_writer *writer,
                   sd_server **out, char *err, size_t errcap)
@@ -51,6 +90,11 @@ int sd_server_new(uv_loop_t *loop, const sd_config *cfg, const sd_log *log, sd_w
         goto fail;
     }
     ss_hlc_init(&s->clock, 0);
+    uint64_t seed = 0;
+    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
+        seed = (uint64_t)sd__now_ms() ^ (uint64_t)getpid() << 32; /* still not constant */
+    sd__penalty_init(&s->penalty, cfg->bad_handshake_limit, cfg->bad_handshake_window_ms,
+                     cfg->bad_handshake_penalty_ms, seed);
     *out = s;
     return 0;
 fail:

@@ -62,10 +62,26 @@ static int load_crls(X509_STORE *store, const char *path, char *err, size_t errc
     return 0;
 }
 
+int sd_tls_cert_client_eku(X509 *cert)
+{
+    /* X509_PURPOSE_SSL_CLIENT alone accepts a leaf with no EKU extension at
+     * all ("any purpose"). sitesync-pki always writes one, so a client
+     * certificate must name clientAuth explicitly: a daemon certificate
+     * (serverAuth only), or a leaf made by other means for another purpose,
+     * cannot be used to connect as a peer. */
+    uint32_t flags = X509_get_extension_flags(cert);
+    return (flags & EXFLAG_XKUSAGE) && (X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT);
+}
+
 /* Records why a peer certificate failed so the daemon can log and audit it:
  * OpenSSL drops the peer certificate when verification fails. */
 static int verify_cb(int ok, X509_STORE_CTX *sctx)
 {
+    if (ok && X509_STORE_CTX_get_error_depth(sctx) == 0 &&
+        !sd_tls_cert_client_eku(X509_STORE_CTX_get_current_cert(sctx))) {
+        X509_STORE_CTX_set_error(sctx, X509_V_ERR_INVALID_PURPOSE);
+        ok = 0;
+    }
     if (ok)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -278,7 +294,11 @@ int sd_tls_recheck(SSL_CTX *ctx, SSL *ssl, char *err, size_t errcap)
     X509_STORE_CTX_set_default(sctx, "ssl_client");
     X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(sctx), X509_V_FLAG_CRL_CHECK);
     if (X509_verify_cert(sctx) == 1) {
-        rc = 0;
+        if (sd_tls_cert_client_eku(cert)) {
+            rc = 0;
+            goto exit;
+        }
+        snprintf(err, errcap, "%s", X509_verify_cert_error_string(X509_V_ERR_INVALID_PURPOSE));
         goto exit;
     }
     int v = X509_STORE_CTX_get_error(sctx);

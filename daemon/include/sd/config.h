@@ -24,6 +24,9 @@ typedef struct sd_config {
     char node[SS_ID_MAX + 1]; /* "" = from the daemon certificate */
     uint64_t max_connections;
     uint64_t handshake_timeout_ms;
+    uint64_t bad_handshake_limit; /* 0: no per-address penalty */
+    uint64_t bad_handshake_window_ms;
+    uint64_t bad_handshake_penalty_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_frame;
     uint64_t window;

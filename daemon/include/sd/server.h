@@ -15,6 +15,18 @@
 
 typedef struct sd_server sd_server; /* opaque */
 
+/* File descriptors the daemon keeps for itself beyond one per connection
+ * (listener, database, WAL, loop, signals, log), with room to spare. */
+#define SD_SERVER_FD_RESERVE 64
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (a session is one file
+ * descriptor; 1024, a common soft default, is far below max_connections)
+ * and logs the result (`fd_limit`). Warns (`fd_limit_low`) when
+ * max_connections + SD_SERVER_FD_RESERVE does not fit: connections beyond
+ * the limit then fail at accept. Returns the soft limit in force. Cannot
+ * fail; call before sd_server_start. */
+unsigned long long sd_server_raise_fd_limit(const sd_config *cfg, const sd_log *log);
+
 /* Builds the TLS context and opens a read-only store handle for WELCOME
  * lookups. cfg, log and writer must outlive the server. Returns 0 with *out,
  * or an error with a message in err. Nothing is listening yet. */

@@ -25,6 +25,10 @@
 int sd_tls_ctx_new(const char *ca, const char *crl, const char *cert, const char *key,
                    SSL_CTX **out, char *err, size_t errcap);
 
+/* 1 if the certificate carries an extendedKeyUsage extension that includes
+ * clientAuth (required of every peer certificate), else 0. */
+int sd_tls_cert_client_eku(X509 *cert);
+
 /* Identity (SAN URIs) of a certificate. Returns 0 or SS_EIDENT. */
 int sd_tls_cert_ident(X509 *cert, ss_ident *id);
 /* SHA-256 of the DER, lowercase hex (65 bytes with NUL), and the serial in
