@@ -15,8 +15,8 @@
 #include "sd/store.h"
 
 /* Exit codes: 0 ok; 1 audit verify found the chain broken; 2 bad usage;
- * 3 the database could not be opened or read. */
-enum { EXIT_OK = 0, EXIT_BROKEN = 1, EXIT_USAGE = 2, EXIT_DB = 3 };
+ * 3 the database could not be opened or read; 4 no such record. */
+enum { EXIT_OK = 0, EXIT_BROKEN = 1, EXIT_USAGE = 2, EXIT_DB = 3, EXIT_NOTFOUND = 4 };
 
 static const char usage_text[] =
     "usage: sitesync-admin --db PATH [--json] <command> [options]\n"
@@ -38,6 +38,8 @@ static const char usage_text[] =
     "                                     the loser ledger: values that lost under LWW\n"
     "  sessions [--since TIME] [--limit N] [--csv]\n"
     "                                     sync sessions with counts, bytes, errors\n"
+    "  record COLLECTION KEY              one merged record: each field's value with the\n"
+    "                                     clock (hlc) and origin that wrote it\n"
     "\n"
     "global options:\n"
     "  --db PATH    the sitesyncd database (required)\n"
@@ -45,7 +47,8 @@ static const char usage_text[] =
     "  --help       this text\n"
     "\n"
     "TIME: 2026-12-04, 2026-12-04T16:03:33Z, Unix seconds, or an age: 90s, 15m, 2h, 7d.\n"
-    "exit codes: 0 ok, 1 audit chain broken, 2 bad usage, 3 database error.\n";
+    "exit codes: 0 ok, 1 audit chain broken, 2 bad usage, 3 database error,\n"
+    "4 no such record.\n";
 
 typedef struct opts {
     const char *db;
@@ -147,14 +150,18 @@ static int parse_args(int argc, char **argv, opts *o)
         } else if (!o->sub && strcmp(o->cmd, "audit") == 0 &&
                    (strcmp(a, "verify") == 0 || strcmp(a, "head") == 0)) {
             o->sub = a;
+        } else if (strcmp(o->cmd, "record") == 0 && !o->f.collection) {
+            o->f.collection = a;
+        } else if (strcmp(o->cmd, "record") == 0 && !o->f.key) {
+            o->f.key = a;
         } else {
             return usage_error("unexpected argument '%s'", a);
         }
     }
     if (!o->cmd)
         return usage_error("no command given");
-    static const char *const cmds[] = { "sites",     "incidents", "audit", "peers",
-                                        "conflicts", "sessions",  NULL };
+    static const char *const cmds[] = { "sites",     "incidents", "audit",  "peers",
+                                        "conflicts", "sessions",  "record", NULL };
     int known = 0;
     for (int i = 0; cmds[i]; i++)
         known |= strcmp(o->cmd, cmds[i]) == 0;
@@ -162,6 +169,8 @@ static int parse_args(int argc, char **argv, opts *o)
         return usage_error("unknown command '%s'", o->cmd);
     if (!o->db)
         return usage_error("--db PATH is required");
+    if (strcmp(o->cmd, "record") == 0 && !o->f.key)
+        return usage_error("record needs a collection and a key");
     for (int i = 0; i < npending; i++) {
         const char *name = pending[i][0], *v = pending[i][1];
         long long n = 0;
@@ -354,6 +363,35 @@ static void print_csv(const sd_table *t)
     }
 }
 
+/* A record for people: one line per field with its value and who wrote it. */
+static void print_record(const sd_table *t)
+{
+    printf("%s/%s  site %s  deleted %s  updated %s  received %s\n", sd_table_cell(t, 0, 0),
+           sd_table_cell(t, 0, 1), sd_table_cell(t, 0, 2), sd_table_cell(t, 0, 3),
+           sd_table_cell(t, 0, 4) ? sd_table_cell(t, 0, 4) : "-",
+           sd_table_cell(t, 0, 5) ? sd_table_cell(t, 0, 5) : "-");
+    const char *clocks = sd_table_cell(t, 0, 7);
+    cJSON *c = clocks ? cJSON_Parse(clocks) : NULL;
+    cJSON *fields = cJSON_GetObjectItem(c, "fields");
+    printf("%-20s  %-30s  %-30s  %s\n", "field", "value", "hlc", "origin");
+    for (cJSON *f = fields ? fields->child : NULL; f; f = f->next) {
+        char *v = cJSON_PrintUnformatted(cJSON_GetObjectItem(f, "value"));
+        const char *hlc = cJSON_GetStringValue(cJSON_GetObjectItem(f, "hlc"));
+        const char *origin = cJSON_GetStringValue(cJSON_GetObjectItem(f, "origin"));
+        printf("%-20s  %-30s  %-30s  %s\n", f->string, v ? v : "?", hlc ? hlc : "?",
+               origin ? origin : "?");
+        cJSON_free(v);
+    }
+    cJSON *tomb = cJSON_GetObjectItem(c, "tombstone");
+    if (tomb && cJSON_IsObject(tomb)) {
+        const char *hlc = cJSON_GetStringValue(cJSON_GetObjectItem(tomb, "hlc"));
+        const char *origin = cJSON_GetStringValue(cJSON_GetObjectItem(tomb, "origin"));
+        printf("deleted at %s by %s (older field values are gone)\n", hlc ? hlc : "?",
+               origin ? origin : "?");
+    }
+    cJSON_Delete(c);
+}
+
 static int run_verify(sd_store *s, const opts *o)
 {
     sd_audit_head saved;
@@ -451,12 +489,19 @@ int main(int argc, char **argv)
         rc = sd_admin_peers(s, &o.f, &t);
     else if (strcmp(o.cmd, "conflicts") == 0)
         rc = sd_admin_conflicts(s, &o.f, &t);
+    else if (strcmp(o.cmd, "record") == 0)
+        rc = sd_admin_record(s, &o.f, &t);
     else
         rc = sd_admin_sessions(s, &o.f, &t);
     if (rc) {
         fprintf(stderr, "sitesync-admin: %s: %s\n", o.cmd,
                 rc == SS_EDB ? sd_store_last_error(s) : ss_strerror(rc));
         exit_code = EXIT_DB;
+    } else if (strcmp(o.cmd, "record") == 0 && t.nrows == 0) {
+        fprintf(stderr, "sitesync-admin: no record %s/%s\n", o.f.collection, o.f.key);
+        exit_code = EXIT_NOTFOUND;
+    } else if (strcmp(o.cmd, "record") == 0 && !o.json) {
+        print_record(&t);
     } else if (o.json) {
         if (print_json(&t) != 0) {
             fprintf(stderr, "sitesync-admin: out of memory formatting JSON\n");

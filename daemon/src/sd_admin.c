@@ -471,3 +471,30 @@ int sd_admin_sessions(sd_store *s, const sd_admin_filter *f, sd_table *t)
                      " WHERE (?1 = 0 OR started_ms >= ?1) ORDER BY id DESC LIMIT ?2) ORDER BY id",
                      bind_since_limit, f, t);
 }
+
+/* ---- one record, with who wrote each field ---- */
+
+static const colspec record_cols[] = {
+    { "collection", SD_COL_TEXT, 1, CV_RAW }, { "key", SD_COL_TEXT, 1, CV_RAW },
+    { "site", SD_COL_TEXT, 1, CV_RAW },       { "deleted", SD_COL_BOOL, 1, CV_BOOL },
+    { "updated", SD_COL_TEXT, 1, CV_HLC },    { "received", SD_COL_TEXT, 1, CV_TIME },
+    { "fields", SD_COL_JSON, 0, CV_RAW },     { "clocks", SD_COL_JSON, 0, CV_RAW },
+};
+
+static void bind_record(sqlite3_stmt *st, const sd_admin_filter *f)
+{
+    bind_opt_text(st, 1, f->collection);
+    bind_opt_text(st, 2, f->key);
+}
+
+int sd_admin_record(sd_store *s, const sd_admin_filter *f, sd_table *t)
+{
+    static const tabledef def = { 8, record_cols };
+    if (!s || !f || !t || !f->collection || !f->key)
+        return SS_EINVAL;
+    return run_query(s, &def,
+                     "SELECT collection, key, site, deleted, max_hlc, updated_ms,"
+                     " sd_doc(collection, state), sd_clocks(collection, state) FROM records"
+                     " WHERE collection = ?1 AND key = ?2",
+                     bind_record, f, t);
+}

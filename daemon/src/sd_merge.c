@@ -1130,11 +1130,97 @@ static void fn_field(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_null(ctx);
 }
 
+/* Appends text to a growing scratch buffer (for sd_clocks). */
+static int put_text(sd_store *s, char **buf, size_t *cap, size_t *pos, const char *text, size_t n)
+{
+    if (*pos + n + 1 > *cap) {
+        size_t want = *pos + n + 1;
+        char *p = sd__scratch(s, SD_SCR_DOC, want * 2);
+        if (!p)
+            return SS_ENOMEM;
+        *buf = p;
+        *cap = want * 2;
+    }
+    memcpy(*buf + *pos, text, n);
+    *pos += n;
+    (*buf)[*pos] = '\0';
+    return 0;
+}
+
+/* {"fields":{"name":{"value":v,"hlc":"<human>","origin":"o"},...},
+ *  "tombstone":null | {"hlc":"<human>","origin":"o"}}: who wrote what, when. */
+static void fn_clocks(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    sd_store *s = sqlite3_user_data(ctx);
+    const ss_collection_def *coll = NULL;
+    rstate st;
+    (void)argc;
+    int rc = fn_state(ctx, argv, &coll, &st);
+    if (rc <= 0) {
+        if (rc == 0)
+            sqlite3_result_null(ctx);
+        return;
+    }
+    size_t cap = 256, pos = 0;
+    char *buf = sd__scratch(s, SD_SCR_DOC, cap);
+    char hlc[SS_HLC_HUMAN_LEN + 1];
+    if (!buf)
+        goto nomem;
+    buf[0] = '\0';
+    if (put_text(s, &buf, &cap, &pos, "{\"fields\":{", 11))
+        goto nomem;
+    for (int i = 0; i < st.n; i++) {
+        const fstate *f = &st.f[i];
+        const char *name = coll->fields[f->idx].name;
+        size_t need = 6 * strlen(name) + value_json_bound(f) + 6 * f->olen + 96;
+        if (pos + need > cap) {
+            char *p = sd__scratch(s, SD_SCR_DOC, (pos + need) * 2);
+            if (!p)
+                goto nomem;
+            buf = p;
+            cap = (pos + need) * 2;
+        }
+        if (i)
+            buf[pos++] = ',';
+        ss_hlc_format_human(f->hlc, hlc, sizeof hlc);
+        if (ss_json_put_string(buf, cap, &pos, name, strlen(name)) ||
+            put_text(s, &buf, &cap, &pos, ":{\"value\":", 10) || value_json(f, buf, cap, &pos) ||
+            put_text(s, &buf, &cap, &pos, ",\"hlc\":", 7) ||
+            ss_json_put_string(buf, cap, &pos, hlc, strlen(hlc)) ||
+            put_text(s, &buf, &cap, &pos, ",\"origin\":", 10) ||
+            ss_json_put_string(buf, cap, &pos, f->origin, f->olen) ||
+            put_text(s, &buf, &cap, &pos, "}", 1))
+            goto nomem;
+    }
+    if (put_text(s, &buf, &cap, &pos, "},\"tombstone\":", 14))
+        goto nomem;
+    if (!st.del_hlc) {
+        if (put_text(s, &buf, &cap, &pos, "null}", 5))
+            goto nomem;
+    } else {
+        ss_hlc_format_human(st.del_hlc, hlc, sizeof hlc);
+        if (put_text(s, &buf, &cap, &pos, "{\"hlc\":", 7) ||
+            put_text(s, &buf, &cap, &pos, "\"", 1) ||
+            put_text(s, &buf, &cap, &pos, hlc, strlen(hlc)) ||
+            put_text(s, &buf, &cap, &pos, "\",\"origin\":\"", 12) ||
+            put_text(s, &buf, &cap, &pos, st.del_origin, st.del_olen) ||
+            put_text(s, &buf, &cap, &pos, "\"}}", 3))
+            goto nomem;
+    }
+    sqlite3_result_text(ctx, buf, (int)pos, SQLITE_TRANSIENT);
+    return;
+nomem:
+    sqlite3_result_error_nomem(ctx);
+}
+
 int sd__register_functions(sd_store *s)
 {
     int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC;
     if (sqlite3_create_function(s->db, "sd_doc", 2, flags, s, fn_doc, NULL, NULL) != SQLITE_OK ||
-        sqlite3_create_function(s->db, "sd_field", 3, flags, s, fn_field, NULL, NULL) != SQLITE_OK)
+        sqlite3_create_function(s->db, "sd_field", 3, flags, s, fn_field, NULL, NULL) !=
+            SQLITE_OK ||
+        sqlite3_create_function(s->db, "sd_clocks", 2, flags, s, fn_clocks, NULL, NULL) !=
+            SQLITE_OK)
         return SS_EDB;
     return 0;
 }

@@ -164,6 +164,25 @@ TEST(queries_on_readonly_handle)
     ASSERT_STR_EQ(cell(&t, 0, "rejected"), "1");
     ASSERT_STR_EQ(cell(&t, 0, "bytes_in"), "2048");
 
+    memset(&f, 0, sizeof f);
+    f.collection = "site_status";
+    f.key = "hydro-1";
+    ASSERT_EQ(sd_admin_record(s, &f, &t), 0);
+    ASSERT_EQ(t.nrows, 1);
+    ASSERT_STR_EQ(cell(&t, 0, "fields"), "{\"alert_level\":\"high\"}");
+    char want[256], hlc[40];
+    ss_hlc_format_human(H(1), hlc, sizeof hlc);
+    snprintf(want, sizeof want,
+             "{\"fields\":{\"alert_level\":{\"value\":\"high\",\"hlc\":\"%s\","
+             "\"origin\":\"gw-hydro\"}},\"tombstone\":null}",
+             hlc);
+    ASSERT_STR_EQ(cell(&t, 0, "clocks"), want);
+    f.key = "nope";
+    ASSERT_EQ(sd_admin_record(s, &f, &t), 0);
+    ASSERT_EQ(t.nrows, 0);
+    f.key = NULL;
+    ASSERT_EQ(sd_admin_record(s, &f, &t), SS_EINVAL);
+
     sd_table_free(&t);
     sd_table_free(&t);
     sd_store_close(s);
@@ -276,6 +295,14 @@ TEST(cli_outputs)
     snprintf(args, sizeof args, "--db '%s' sessions --since 2026-12-01", d.path);
     ASSERT_EQ(run_admin(args, out, sizeof out), 0);
     ASSERT(strstr(out, "(1 row)") != NULL);
+
+    snprintf(args, sizeof args, "--db '%s' record incident gw-hydro-0001", d.path);
+    ASSERT_EQ(run_admin(args, out, sizeof out), 0);
+    ASSERT(strstr(out, "severity") && strstr(out, "gw-hydro") && strstr(out, "\"open\""));
+    snprintf(args, sizeof args, "--db '%s' record incident no-such-key", d.path);
+    ASSERT_EQ(run_admin(args, out, sizeof out), 4);
+    snprintf(args, sizeof args, "--db '%s' record incident", d.path);
+    ASSERT_EQ(run_admin(args, out, sizeof out), 2);
     tdir_remove(&d.dir);
 }
 

@@ -78,7 +78,8 @@ typedef struct sd_admin_filter {
     const char *status;     /* incidents */
     int severity;           /* incidents: severity >= this */
     const char *origin;     /* audit */
-    const char *key;        /* audit */
+    const char *key;        /* audit; record */
+    const char *collection; /* record */
     const char *outcome;    /* audit: exact, or a prefix ending in ':' ("rejected:") */
     int64_t since_ms;       /* incidents, audit, conflicts, sessions */
     int limit;              /* audit, conflicts, sessions: default 1000 when 0 */
@@ -92,6 +93,10 @@ int sd_admin_audit(sd_store *s, const sd_admin_filter *f, sd_table *t);
 int sd_admin_peers(sd_store *s, const sd_admin_filter *f, sd_table *t);
 int sd_admin_conflicts(sd_store *s, const sd_admin_filter *f, sd_table *t);
 int sd_admin_sessions(sd_store *s, const sd_admin_filter *f, sd_table *t);
+/* One record (f->collection, f->key; 0 rows if unknown): its merged fields
+ * and, in "clocks", each field's value with the hlc and origin that wrote
+ * it and the tombstone's clock (for disputes). */
+int sd_admin_record(sd_store *s, const sd_admin_filter *f, sd_table *t);
 
 /* Times on the command line: "2026-12-04", "2026-12-04T16:03:33[.123]Z",
  * Unix seconds ("1733328000"), or an age before now ("90s", "15m", "2h",
