@@ -189,6 +189,49 @@ TEST(queries_on_readonly_handle)
     tdir_remove(&d.dir);
 }
 
+TEST(record_clocks_with_long_escaped_text)
+{
+    tdir d;
+    char path[256];
+    static char desc[3001];
+    for (int i = 0; i < 3000; i++)
+        desc[i] = "ab\"\n\\c"[i % 6];
+    desc[3000] = '\0';
+    tdir_make(&d);
+    tdir_file(&d, "long.db", path, sizeof path);
+    sd_store *s = store_open_at(path, 0);
+    sd_peer gw = mk_peer("gw-hydro", SS_ROLE_GATEWAY, SITES_HYDRO);
+    envb e;
+    sd_result r;
+    envb_init(&e, "gw-hydro", 1);
+    ss_change ch = mk_incident("gw-hydro-0042", "hydro-1", H(5), "Long report");
+    ch_set(&ch, "description", desc);
+    envb_add(&e, ch);
+    envb_finish(&e);
+    ASSERT_EQ(sd_store_apply(s, &gw, e.env, e.env_len, T_NOW_MS, &r), 0);
+    sd_result_free(&r);
+    envb_free(&e);
+    sd_table t;
+    sd_admin_filter f;
+    sd_table_init(&t);
+    memset(&f, 0, sizeof f);
+    f.collection = "incident";
+    f.key = "gw-hydro-0042";
+    ASSERT_EQ(sd_admin_record(s, &f, &t), 0);
+    cJSON *c = cJSON_Parse(cell(&t, 0, "clocks"));
+    ASSERT(c != NULL);
+    cJSON *v = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(c, "fields"), "description"), "value");
+    ASSERT_STR_EQ(cJSON_GetStringValue(v), desc);
+    cJSON_Delete(c);
+    c = cJSON_Parse(cell(&t, 0, "fields"));
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(c, "description")), desc);
+    cJSON_Delete(c);
+    sd_table_free(&t);
+    sd_store_close(s);
+    tdir_remove(&d);
+}
+
 TEST(time_syntax)
 {
     int64_t ms = 0;
@@ -354,6 +397,7 @@ TEST(cli_usage_errors)
     ASSERT(strstr(out, "audit verify") != NULL);
 }
 
-SS_TEST_MAIN(SS_TEST_ENTRY(queries_on_readonly_handle) SS_TEST_ENTRY(time_syntax)
-                 SS_TEST_ENTRY(cli_outputs) SS_TEST_ENTRY(cli_audit_verify_exit_codes)
-                     SS_TEST_ENTRY(cli_usage_errors))
+SS_TEST_MAIN(SS_TEST_ENTRY(queries_on_readonly_handle)
+                 SS_TEST_ENTRY(record_clocks_with_long_escaped_text) SS_TEST_ENTRY(time_syntax)
+                     SS_TEST_ENTRY(cli_outputs) SS_TEST_ENTRY(cli_audit_verify_exit_codes)
+                         SS_TEST_ENTRY(cli_usage_errors))
