@@ -9,6 +9,8 @@
 
 #include "store_test_util.h"
 
+#include "sd/writer.h"
+
 #define PER_ENV     100
 #define ENV_PER_TXN 10
 #define NGW         8
@@ -86,11 +88,68 @@ static double raw_sqlite(const char *path, long n)
     return (double)n / dt;
 }
 
+typedef struct wrun {
+    long done;
+} wrun;
+
+static void on_done(sd_job *job, void *arg)
+{
+    wrun *w = arg;
+    if (job->result.code != 0)
+        SS_TEST_FAIL("writer job: %d %s", job->result.code, job->result.message);
+    w->done++;
+}
+
+static void on_stop(void *arg)
+{
+    (void)arg;
+}
+
+/* Through the group-commit writer thread, as sitesyncd feeds it. */
+static double via_writer(const char *path, envb *envs, long nenv, sd_peer *peers)
+{
+    uv_loop_t loop;
+    sd_writer *w = NULL;
+    wrun st = { 0 };
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    sd_store *s = store_open_at(path, 0);
+    sd_writer_config cfg = { 256 };
+    ASSERT_EQ(sd_writer_new(&loop, s, &cfg, &w), 0);
+    double t0 = now_s();
+    for (long k = 0; k < nenv; k++) {
+        sd_job *j = sd_job_new(SD_JOB_APPLY);
+        ASSERT(j != NULL);
+        j->peer = peers[k % NGW];
+        j->now_ms = T_NOW_MS;
+        j->env = ss_malloc(envs[k].env_len);
+        ASSERT(j->env != NULL);
+        memcpy(j->env, envs[k].env, envs[k].env_len);
+        j->env_len = envs[k].env_len;
+        j->cb = on_done;
+        j->arg = &st;
+        ASSERT_EQ(sd_writer_submit(w, j), 0);
+    }
+    while (st.done < nenv)
+        uv_run(&loop, UV_RUN_ONCE);
+    double rate = (double)(nenv * PER_ENV) / (now_s() - t0);
+    sd_writer_stats ws;
+    sd_writer_get_stats(w, &ws);
+    printf("writer_transactions=%llu writer_max_batch=%zu\n", (unsigned long long)ws.transactions,
+           ws.max_batch_seen);
+    sd_writer_stop(w, on_stop, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    sd_writer_destroy(w);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    return rate;
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
-    /* "merge-only": one merge round, no raw baseline (for profiling). */
+    /* "merge-only": one merge round, no raw baseline (for profiling);
+     * "writer": through the group-commit writer thread. */
     int merge_only = argc > 2 && strcmp(argv[2], "merge-only") == 0;
+    int writer = argc > 2 && strcmp(argv[2], "writer") == 0;
     if (n < PER_ENV * NGW)
         n = PER_ENV * NGW;
     long nenv = n / PER_ENV;
@@ -145,6 +204,15 @@ int main(int argc, char **argv)
     }
     double parse = (double)(nenv * PER_ENV) / (now_s() - t0);
 
+    if (writer) {
+        printf("writer_changes_per_s=%.0f\n", via_writer(path, envs, nenv, peers));
+        for (long k = 0; k < nenv; k++)
+            envb_free(&envs[k]);
+        free(envs);
+        free(peers);
+        tdir_remove(&d);
+        return 0;
+    }
     /* The machine is shared: alternate merge and raw runs and keep the best
      * of each, so both see the same conditions. */
     double merge = 0, raw = 0;
