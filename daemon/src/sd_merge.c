@@ -552,9 +552,35 @@ static int add_reject(sd_result *out, const char *origin, uint64_t seq, int code
 }
 
 /* One audit entry for a change. */
+/* Index just past the closing quote of the string whose body starts at i,
+ * or n. memchr finds the candidates; a quote preceded by an odd run of
+ * backslashes is escaped. */
+static size_t skip_string(const uint8_t *p, size_t n, size_t i)
+{
+    while (i < n) {
+        const uint8_t *q = memchr(p + i, '"', n - i);
+        if (!q)
+            return n;
+        size_t at = (size_t)(q - p), bs = 0;
+        while (at - bs > i && p[at - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return at + 1;
+        i = at + 1;
+    }
+    return n;
+}
+
+static size_t skip_ws(const uint8_t *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
 /* Finds the value of the top-level "fields" member in a change's exact
  * bytes (strict JSON, already checked by proto/): 0 with the object's
- * bounds, or -1 (absent, not an object, or spelled with escapes). */
+ * bounds, or -1 (absent, not an object, or its key spelled with escapes). */
 static int raw_fields(const uint8_t *p, size_t n, const uint8_t **out, size_t *olen)
 {
     size_t i = 0;
@@ -562,31 +588,26 @@ static int raw_fields(const uint8_t *p, size_t n, const uint8_t **out, size_t *o
     while (i < n) {
         uint8_t c = p[i];
         if (c == '"') {
-            size_t start = ++i;
-            while (i < n && p[i] != '"')
-                i += p[i] == '\\' ? 2 : 1;
+            size_t start = i + 1;
+            i = skip_string(p, n, start);
             if (i >= n)
                 return -1;
-            size_t end = i++;
-            if (depth != 1 || end - start != 6 || memcmp(p + start, "fields", 6) != 0)
+            if (depth != 1 || i - 1 - start != 6 || memcmp(p + start, "fields", 6) != 0)
                 continue;
-            while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-                i++;
+            i = skip_ws(p, n, i);
             if (i >= n || p[i] != ':')
                 continue; /* a value "fields", not the key */
-            i++;
-            while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-                i++;
+            i = skip_ws(p, n, i + 1);
             if (i >= n || p[i] != '{')
                 return -1;
             size_t from = i;
             int d = 0;
             while (i < n) {
                 if (p[i] == '"') {
-                    i++;
-                    while (i < n && p[i] != '"')
-                        i += p[i] == '\\' ? 2 : 1;
-                } else if (p[i] == '{' || p[i] == '[') {
+                    i = skip_string(p, n, i + 1);
+                    continue;
+                }
+                if (p[i] == '{' || p[i] == '[') {
                     d++;
                 } else if (p[i] == '}' || p[i] == ']') {
                     if (--d == 0) {
