@@ -437,15 +437,22 @@ TEST(audit_keeps_fields_as_sent)
                       "\"key\":\"hydro-1\",\"site\":\"hydro-1\",\"op\":\"update\","
                       "\"fields\" : { \"note\" : \"gate \\\"fields\\\": {x}\" } }";
     envb_add_raw(&e, raw, strlen(raw));
+    /* A value ending in an escaped backslash right before its quote. */
+    const char *raw2 = "{\"seq\":2,\"hlc\":\"0000000000020000\",\"collection\":\"site_status\","
+                       "\"key\":\"hydro-1\",\"site\":\"hydro-1\",\"op\":\"update\","
+                       "\"fields\":{\"note\":\"C:\\\\\",\"power\":\"normal\"}}";
+    envb_add_raw(&e, raw2, strlen(raw2));
     envb_finish(&e);
     ASSERT_EQ(apply_env(f.s, &f.gw, &e, &r), 0);
-    ASSERT_U64_EQ(r.counts.applied, 1);
+    ASSERT_U64_EQ(r.counts.applied, 2);
+    ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT fields FROM audit WHERE seq=2"),
+                  "{\"note\":\"C:\\\\\",\"power\":\"normal\"}");
     sd_result_free(&r);
     ASSERT_STR_EQ(q_text(f.s, buf, sizeof buf, "SELECT fields FROM audit WHERE seq=1"),
                   "{ \"note\" : \"gate \\\"fields\\\": {x}\" }");
     ASSERT_STR_EQ(
         q_text(f.s, buf, sizeof buf, "SELECT sd_field(collection, state, 'note') FROM records"),
-        "gate \"fields\": {x}");
+        "C:\\");
     envb_free(&e);
     fx_close(&f);
 }
