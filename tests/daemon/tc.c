@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -178,6 +179,9 @@ void tc_daemon_start(tc_env *e, tc_daemon *d, const char *const *extra)
     d->pid = fork();
     ASSERT(d->pid >= 0);
     if (d->pid == 0) {
+        /* A test that aborts must not leave its daemon running (the
+         * forking thread is the test's main thread, so this is its death). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -266,10 +270,22 @@ int tc_tcp_connect(int port)
 
 int tc_tcp_connect_buf(int port, int rcvbuf)
 {
+    return tc_tcp_connect_from(port, rcvbuf, NULL);
+}
+
+int tc_tcp_connect_from(int port, int rcvbuf, const char *src_ip)
+{
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT(fd >= 0);
     if (rcvbuf)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    if (src_ip) {
+        struct sockaddr_in la;
+        memset(&la, 0, sizeof la);
+        la.sin_family = AF_INET;
+        ASSERT_EQ(inet_pton(AF_INET, src_ip, &la.sin_addr), 1);
+        ASSERT_EQ(bind(fd, (struct sockaddr *)&la, sizeof la), 0);
+    }
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -315,7 +331,7 @@ int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls
         ASSERT_EQ(SSL_CTX_use_PrivateKey_file(c->ctx, o && o->key ? o->key : key, SSL_FILETYPE_PEM),
                   1);
     }
-    c->fd = tc_tcp_connect_buf(port, o ? o->rcvbuf : 0);
+    c->fd = tc_tcp_connect_from(port, o ? o->rcvbuf : 0, o ? o->src_ip : NULL);
     if (c->fd < 0)
         return -1;
     c->ssl = SSL_new(c->ctx);

@@ -68,11 +68,16 @@ typedef struct tc_tls_opts {
     const char *cert; /* override cert/key files */
     const char *key;
     int rcvbuf; /* SO_RCVBUF set before connecting, 0: default */
+    /* Local source address to bind before connecting (another loopback
+     * address such as "127.0.0.2"), NULL: chosen by the kernel. */
+    const char *src_ip;
 } tc_tls_opts;
 
 /* TCP connect to 127.0.0.1:port (blocking, 10 s receive timeout). */
 int tc_tcp_connect(int port);
 int tc_tcp_connect_buf(int port, int rcvbuf);
+/* As tc_tcp_connect_buf, from the local address src_ip (NULL: any). */
+int tc_tcp_connect_from(int port, int rcvbuf, const char *src_ip);
 /* Connects with DIR/<node>.crt. Returns 0 or -1 if the TLS handshake failed. */
 int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls_opts *o);
 void tc_close(tc_client *c);
