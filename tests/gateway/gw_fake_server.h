@@ -41,9 +41,9 @@ typedef struct fake_server {
     uint32_t window, max_frame;
     const char *reject_marker; /* changes containing it are refused (forbidden_site) */
     int64_t clock_ahead_ms;    /* WELCOME time = wall + this */
-    ss_reject *rej; /* refusals owed in the next ACK */
+    ss_reject *rej;            /* refusals owed in the next ACK */
     int nrej;
-    char failure[256];         /* first invariant violation seen, "" if none */
+    char failure[256]; /* first invariant violation seen, "" if none */
 } fake_server;
 
 /* Listens on the sim network (port 0: pick). Returns 0 or a shim error. */
