@@ -67,7 +67,7 @@ static const char usage_text[] =
 
 /* ---- small program-layer helpers (libc I/O is allowed here) ------------- */
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested; /* set by the SIGTERM/SIGINT handler */
 
 static void on_signal(int sig)
 {
@@ -534,6 +534,7 @@ static int cmd_run(prog *p)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    s.sync.stop = &stop_requested;
     fws_log(&p->shim, FWS_LOG_INFO, "event=run_start node=%s server=%s", p->ident.node,
             p->cfg.server);
     unsigned failures = 0;
@@ -541,7 +542,7 @@ static int cmd_run(prog *p)
         gw_sync_result res;
         uint64_t left = 0;
         rc = sync_pass(p, &s, &res, &left, 1);
-        if (rc == EXIT_LINK) {
+        if (rc == EXIT_LINK && !stop_requested) {
             uint32_t d = gw_backoff_ms(&p->shim, &s.sync.cfg, failures);
             if (failures < 31)
                 failures++;

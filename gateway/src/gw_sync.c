@@ -386,7 +386,17 @@ static int session(sess *x)
         return rc;
     for (;;) {
         uint64_t next = gw_journal_next_seq(x->j);
-        while (x->nin < x->window && x->next_send < next) {
+        int stopping = x->s->stop && *x->s->stop;
+        if (stopping && x->nin == 0) {
+            ss_msg m;
+            memset(&m, 0, sizeof(m));
+            m.type = SS_FRAME_BYE;
+            memcpy(m.u.bye.reason, "shutting down", 14);
+            (void)send_msg(x, &m);
+            return fail(x, SS_ESHUTDOWN, "stopped by request with %" PRIu64 " pending",
+                        next - 1 - gw_journal_acked(x->j));
+        }
+        while (!stopping && x->nin < x->window && x->next_send < next) {
             uint32_t before = x->nin;
             rc = send_batch(x);
             if (rc < 0)

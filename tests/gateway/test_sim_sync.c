@@ -562,6 +562,31 @@ TEST(keepalive_ping_while_daemon_slow)
     world_free(&w);
 }
 
+TEST(stop_request_ends_session_without_loss)
+{
+    world w;
+    world_new(&w, 95);
+    ASSERT_EQ(node_open(&w), 0);
+    ss_verr err;
+    int ok[40];
+    for (int i = 0; i < 40; i++) {
+        ASSERT_EQ(submit(&w, i, &err), 0);
+        ok[i] = 1;
+    }
+    volatile sig_atomic_t stop = 1;
+    w.sync.stop = &stop;
+    ASSERT_EQ(sync_once(&w), SS_ESHUTDOWN);
+    ASSERT_U64_EQ(w.last.envelopes, 0);
+    gw_journal_stats st;
+    gw_journal_stats_get(&w.node.journal, &st);
+    ASSERT_U64_EQ(st.pending, 40);
+    ASSERT_U64_EQ(st.last_error, SS_ESHUTDOWN);
+    stop = 0;
+    drain(&w);
+    check_exactly_once(&w, ok, 40);
+    world_free(&w);
+}
+
 TEST(backoff_grows_with_jitter_and_cap)
 {
     world w;
@@ -591,4 +616,5 @@ SS_TEST_MAIN(
                                 SS_TEST_ENTRY(lost_storage_resumes_after_committed)
                                     SS_TEST_ENTRY(site_not_in_certificate_refused_at_submission)
                                         SS_TEST_ENTRY(keepalive_ping_while_daemon_slow)
-                                            SS_TEST_ENTRY(backoff_grows_with_jitter_and_cap))
+                                            SS_TEST_ENTRY(stop_request_ends_session_without_loss)
+                                                SS_TEST_ENTRY(backoff_grows_with_jitter_and_cap))

@@ -7,6 +7,7 @@
 #ifndef GW_SYNC_H
 #define GW_SYNC_H
 
+#include <signal.h> /* sig_atomic_t only */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,10 @@ typedef struct gw_sync {
     ss_fdec dec;
     uint64_t *inflight; /* window pairs (first, last) */
     uint64_t ping_nonce;
+    /* Optional: when *stop becomes non-zero (a signal handler sets it), the
+     * session sends no new BATCH, waits for the ACKs of those in flight (at
+     * most io_timeout_ms), says BYE and returns SS_ESHUTDOWN. */
+    const volatile sig_atomic_t *stop;
     int setup_done;
 } gw_sync;
 
