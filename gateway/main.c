@@ -484,7 +484,7 @@ static int sync_pass(prog *p, syncer *s, gw_sync_result *res, uint64_t *pending_
     node_close(p, &n);
     if (rc < 0)
         return EXIT_LINK;
-    return res->refused > 0 ? EXIT_REJECTED : EXIT_OK;
+    return res->refused > 0 || res->placeholders > 0 ? EXIT_REJECTED : EXIT_OK;
 }
 
 static int cmd_sync(prog *p)
@@ -500,9 +500,9 @@ static int cmd_sync(prog *p)
                    " batches; acknowledged up to seq %" PRIu64 "\n",
                    res.changes, res.envelopes, res.acked);
         else if (rc == EXIT_REJECTED)
-            printf("drained, but the daemon refused %" PRIu64
-                   " change(s): see `sitesync-gw journal`\n",
-                   res.refused);
+            printf("drained, but the daemon refused %" PRIu64 " change(s) and %" PRIu64
+                   " sequence(s) were lost to journal corruption: see `sitesync-gw journal`\n",
+                   res.refused, res.placeholders);
         else if (rc == EXIT_LINK)
             fprintf(stderr, "sitesync-gw: sync failed: %s (%s); %" PRIu64 " change(s) pending\n",
                     res.message, ss_err_name(res.err), left);
