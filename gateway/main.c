@@ -63,7 +63,8 @@ static const char usage_text[] =
     "  --help             this text; `print-config` lists all settings\n"
     "\n"
     "exit codes: 0 ok, 1 usage/config, 2 input refused, 3 link failed (data kept),\n"
-    "            4 daemon refused changes, 5 storage error, 6 journal locked\n";
+    "            4 daemon refused changes or entries lost to corruption,\n"
+    "            5 storage error, 6 journal locked\n";
 
 /* ---- small program-layer helpers (libc I/O is allowed here) ------------- */
 
