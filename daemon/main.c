@@ -74,6 +74,8 @@ int main(int argc, char **argv)
         goto exit;
     }
     store = NULL; /* the writer owns it now */
+    /* The writer logs storage faults (store_fault, store_recovered). */
+    sd_writer_set_log(writer, &log);
     rc = sd_server_new(&loop, &cfg, &log, writer, &server, err, sizeof err);
     if (rc == 0)
         rc = sd_server_start(server, err, sizeof err);

@@ -270,6 +270,15 @@ int sd_store_open(const sd_store_config *cfg, sd_store **out, char *errbuf, size
     memset(s, 0, sizeof *s);
     s->readonly = cfg->readonly ? 1 : 0;
     s->skew_ms = cfg->skew_tolerance_ms > 0 ? cfg->skew_tolerance_ms : 300000;
+    s->busy_ms = cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 5000;
+    size_t plen = strlen(cfg->path);
+    s->path = ss_malloc(plen + 1);
+    if (!s->path) {
+        snprintf(s->err, sizeof s->err, "store: out of memory");
+        rc = SS_ENOMEM;
+        goto fail;
+    }
+    memcpy(s->path, cfg->path, plen + 1);
     s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     s->md = EVP_MD_CTX_new();
     if (!s->sha256 || !s->md) {
@@ -296,7 +305,7 @@ int sd_store_open(const sd_store_config *cfg, sd_store **out, char *errbuf, size
         rc = sd__db_fail(s, "registering SQL functions");
         goto fail;
     }
-    sqlite3_busy_timeout(s->db, cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 5000);
+    sqlite3_busy_timeout(s->db, s->busy_ms);
     if (!s->readonly) {
         /* journal_mode answers with the mode it got: anything but "wal"
          * (a file system without shared memory) would break concurrent
@@ -374,7 +383,33 @@ void sd_store_close(sd_store *s)
     EVP_MD_free(s->sha256);
     for (int i = 0; i < 6; i++)
         ss_free(s->scratch[i]);
+    ss_free(s->path);
     ss_free(s);
+}
+
+int sd__store_reopen(sd_store *s)
+{
+    if (!s || s->in_txn)
+        return SS_EINVAL;
+    sd_store_config cfg = { .path = s->path,
+                            .readonly = s->readonly,
+                            .skew_tolerance_ms = s->skew_ms,
+                            .busy_timeout_ms = s->busy_ms };
+    sd_store *fresh = NULL;
+    char err[sizeof s->err];
+    int rc = sd_store_open(&cfg, &fresh, err, sizeof err);
+    if (rc) {
+        /* err names the path already. */
+        snprintf(s->err, sizeof s->err, "%.200s", err);
+        return rc;
+    }
+    /* Swap the whole handle: callers keep their pointer to s, the old
+     * connection, statements and buffers leave with fresh. */
+    sd_store tmp = *s;
+    *s = *fresh;
+    *fresh = tmp;
+    sd_store_close(fresh);
+    return 0;
 }
 
 const char *sd_store_last_error(const sd_store *s)

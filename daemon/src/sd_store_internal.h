@@ -50,6 +50,8 @@ struct sd_store {
     sqlite3 *db;
     int readonly;
     int64_t skew_ms;
+    int busy_ms;
+    char *path; /* ss_malloc'd copy, for sd__store_reopen */
     sqlite3_stmt *st[SD_ST__COUNT];
     /* Audit chain head: kept in memory so each append needs no SELECT, and
      * written to meta by sd_store_commit, inside the transaction it seals. */
@@ -116,6 +118,14 @@ int sd__peer_seen(sd_store *s, const sd_peer *peer, int64_t now_ms);
  * sd_field(collection, state, name) -> the field's value (integer or text;
  * NULL when absent or null) on the handle (sd_merge.c). */
 int sd__register_functions(sd_store *s);
+
+/* Replaces the SQLite handle with a freshly opened one on the same file
+ * (same settings, statements re-prepared on use), for the writer after
+ * persistent I/O errors: whatever state the old connection was left in
+ * after failed syncs or writes goes with it. Only outside a transaction.
+ * On failure the old handle stays in place; returns 0 or the open error
+ * (s->err says why). */
+int sd__store_reopen(sd_store *s);
 
 /* SS_EDB if SQLite already rolled back the caller's open transaction. */
 int sd__txn_lost(sd_store *s);

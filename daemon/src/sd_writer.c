@@ -1,15 +1,29 @@
 /* sd_writer.c - the group-commit writer thread: jobs from the loop queue
  * under a mutex; the thread applies up to max_batch of them in one SQLite
  * transaction, commits (durable), and only then hands the finished jobs back
- * to the loop through uv_async_send, where their callbacks run. */
+ * to the loop through uv_async_send, where their callbacks run.
+ *
+ * Storage faults (a failed write or fsync, a full disk) fail the whole
+ * batch: it is rolled back, every job reports SS_EDB, nothing is
+ * acknowledged, and the thread carries on with the next batch, so the
+ * daemon resumes by itself once the fault clears. After several failures in
+ * a row the SQLite handle is reopened, so no state the old connection kept
+ * after the errors can outlive them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto/alloc.h"
 #include "proto/err.h"
 #include "sd/writer.h"
 #include "sd_store_internal.h"
+
+/* Consecutive failed transactions after which the handle is reopened
+ * (and again after each further run of this many). */
+#define REOPEN_AFTER 4
+/* Repeated store_fault lines are counted, and logged at most this often. */
+#define FAULT_LOG_EVERY_MS 1000
 
 struct sd_writer {
     uv_loop_t *loop;
@@ -26,6 +40,11 @@ struct sd_writer {
     int stopping;
     int exited;
     sd_writer_stats stats;
+    const sd_log *log;
+    /* Writer thread only: the current run of failed transactions. */
+    int64_t fail_since_ms, fail_logged_ms;
+    uint64_t fail_unlogged;
+    char fail_first[256];
     /* Loop thread only. */
     int started, joined, closed;
     void (*stop_done)(void *arg);
@@ -94,6 +113,71 @@ static void run_job(sd_store *s, sd_job *j)
                  rc == SS_EDB ? sd_store_last_error(s) : ss_strerror(rc));
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bookkeeping and logs after a transaction (writer thread). rc is 0 or the
+ * store failure seen in it, n its jobs, err the store's message. */
+static void note_outcome(sd_writer *w, int rc, size_t n, const char *err)
+{
+    uv_mutex_lock(&w->mu);
+    const sd_log *log = w->log;
+    uint64_t failing = w->stats.failing;
+    uint64_t failed_total = w->stats.failed_transactions;
+    uv_mutex_unlock(&w->mu);
+    int64_t now = mono_ms();
+    char q[600];
+    if (rc == 0) {
+        if (failing == 0)
+            return;
+        SD_WARN(log, "store_recovered",
+                "failed_transactions=%llu down_ms=%lld failed_total=%llu first_error=%s",
+                (unsigned long long)failing, (long long)(now - w->fail_since_ms),
+                (unsigned long long)failed_total, sd_log_quote(q, sizeof q, w->fail_first));
+        uv_mutex_lock(&w->mu);
+        w->stats.failing = 0;
+        w->stats.recoveries++;
+        uv_mutex_unlock(&w->mu);
+        return;
+    }
+    if (failing == 1) {
+        w->fail_since_ms = now;
+        w->fail_logged_ms = 0;
+        w->fail_unlogged = 0;
+        snprintf(w->fail_first, sizeof w->fail_first, "%s", err);
+    }
+    /* One line per failure would flood the log while every reconnecting
+     * peer retries against a full disk: the first one, then one a second
+     * with the count of those not shown. */
+    if (w->fail_logged_ms == 0 || now - w->fail_logged_ms >= FAULT_LOG_EVERY_MS) {
+        SD_ERROR(log, "store_fault",
+                 "jobs=%zu consecutive=%llu failed_total=%llu not_logged=%llu acked=none err=%s", n,
+                 (unsigned long long)failing, (unsigned long long)failed_total,
+                 (unsigned long long)w->fail_unlogged, sd_log_quote(q, sizeof q, err));
+        w->fail_logged_ms = now;
+        w->fail_unlogged = 0;
+    } else {
+        w->fail_unlogged++;
+    }
+    if (failing % REOPEN_AFTER == 0) {
+        int rrc = sd__store_reopen(w->store);
+        if (rrc == 0) {
+            SD_WARN(log, "store_reopened", "after_failures=%llu", (unsigned long long)failing);
+            uv_mutex_lock(&w->mu);
+            w->stats.reopens++;
+            uv_mutex_unlock(&w->mu);
+        } else {
+            SD_ERROR(log, "store_reopen_failed", "after_failures=%llu err=%s",
+                     (unsigned long long)failing,
+                     sd_log_quote(q, sizeof q, sd_store_last_error(w->store)));
+        }
+    }
+}
+
 static void writer_thread(void *arg)
 {
     sd_writer *w = arg;
@@ -129,23 +213,40 @@ static void writer_thread(void *arg)
                 run_job(w->store, j);
             rc = sd_store_commit(w->store);
         }
+        char why[sizeof w->fail_first];
+        why[0] = '\0';
         if (rc) {
             /* Nothing of this batch is durable: no job may be acknowledged. */
             char msg[sizeof batch->result.message];
-            snprintf(msg, sizeof msg, "transaction failed, nothing committed: %s",
-                     sd_store_last_error(w->store));
+            snprintf(why, sizeof why, "%s", sd_store_last_error(w->store));
+            snprintf(msg, sizeof msg, "transaction failed, nothing committed: %s", why);
             sd_store_rollback(w->store);
             for (sd_job *j = batch; j; j = j->next)
                 fail_job(j, SS_EDB, msg);
+        } else {
+            /* A store failure inside one envelope (its savepoint rolled
+             * back, the rest committed) is a fault all the same. */
+            for (sd_job *j = batch; j && !why[0]; j = j->next)
+                if (j->result.code == SS_EDB)
+                    snprintf(why, sizeof why, "%s", j->result.message);
         }
+        int fault = rc ? rc : why[0] ? SS_EDB : 0;
 
         uv_mutex_lock(&w->mu);
         w->stats.transactions++;
         w->stats.jobs += n;
         if (rc)
             w->stats.failed_transactions++;
+        if (fault)
+            w->stats.failing++;
         if (n > w->stats.max_batch_seen)
             w->stats.max_batch_seen = n;
+        uv_mutex_unlock(&w->mu);
+        /* Logged (and the handle maybe reopened) before the jobs go back,
+         * so the log names the cause before any peer hears of it. */
+        note_outcome(w, fault, n, why);
+
+        uv_mutex_lock(&w->mu);
         if (w->done_tail)
             w->done_tail->next = batch;
         else
@@ -255,6 +356,15 @@ int sd_writer_submit(sd_writer *w, sd_job *job)
     uv_cond_signal(&w->cond);
     uv_mutex_unlock(&w->mu);
     return 0;
+}
+
+void sd_writer_set_log(sd_writer *w, const sd_log *log)
+{
+    if (!w)
+        return;
+    uv_mutex_lock(&w->mu);
+    w->log = log;
+    uv_mutex_unlock(&w->mu);
 }
 
 size_t sd_writer_pending(sd_writer *w)

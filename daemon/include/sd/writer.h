@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "sd/log.h"
 #include "sd/store.h"
 
 typedef struct sd_writer sd_writer; /* opaque */
@@ -60,6 +61,13 @@ void sd_job_free(sd_job *job);
 /* Queues a job; returns 0, or SS_ESHUTDOWN after sd_writer_stop (the
  * callback is then never called and the caller frees the job). */
 int sd_writer_submit(sd_writer *w, sd_job *job);
+/* Where the writer reports storage faults (optional; NULL: silent). A
+ * failed transaction is logged as `store_fault` (error level, with SQLite's
+ * code and message and the running counts; repeats within a second are
+ * counted, not logged), a reopened handle as `store_reopened`, and the
+ * first commit after a fault as `store_recovered` (warn) with how many
+ * transactions failed and for how long. log must outlive the writer. */
+void sd_writer_set_log(sd_writer *w, const sd_log *log);
 /* Number of jobs queued or in the running transaction. */
 size_t sd_writer_pending(sd_writer *w);
 /* Finishes queued jobs, then stops the thread; callbacks still run on the
@@ -76,6 +84,9 @@ typedef struct sd_writer_stats {
     uint64_t failed_transactions; /* batches whose commit (or begin) failed */
     uint64_t jobs;                /* jobs run */
     size_t max_batch_seen;        /* largest batch in one transaction */
+    uint64_t failing;             /* consecutive failed transactions now (0: healthy) */
+    uint64_t recoveries;          /* commits that ended a run of failures */
+    uint64_t reopens;             /* database handle reopened after persistent failures */
 } sd_writer_stats;
 void sd_writer_get_stats(sd_writer *w, sd_writer_stats *out);
 
