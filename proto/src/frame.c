@@ -33,6 +33,8 @@ const char *ss_frame_type_name(int type)
         return "PONG";
     case SS_FRAME_BYE:
         return "BYE";
+    case SS_FRAME_CRL:
+        return "CRL";
     default:
         return "?";
     }
@@ -43,11 +45,16 @@ static int type_ok(int type)
     return type >= SS_FRAME_HELLO && type <= SS_FRAME_TYPE_MAX;
 }
 
+unsigned ss_frame_flags_allowed(int type)
+{
+    return type == SS_FRAME_BATCH ? SS_FRAME_FLAG_ROUTED : 0u;
+}
+
 int ss_frame_write_header(uint8_t out[SS_FRAME_HEADER_LEN], int type, unsigned flags, uint32_t len)
 {
     if (!type_ok(type))
         return SS_ETYPE;
-    if (flags & ~SS_FRAME_FLAGS_MASK)
+    if (flags & ~ss_frame_flags_allowed(type))
         return SS_EFLAGS;
     if (len > SS_FRAME_ABSOLUTE_MAX)
         return SS_EOVERSIZE;
@@ -123,7 +130,7 @@ static int fdec_header_byte(ss_fdec *d, uint8_t b)
         d->type = b;
         break;
     case 6:
-        if (b & ~SS_FRAME_FLAGS_MASK)
+        if (b & ~ss_frame_flags_allowed(d->type))
             return SS_EFLAGS;
         d->flags = b;
         d->have = 0;

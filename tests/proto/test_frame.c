@@ -66,7 +66,8 @@ TEST(type_names)
     ASSERT_STR_EQ(ss_frame_type_name(SS_FRAME_BATCH), "BATCH");
     ASSERT_STR_EQ(ss_frame_type_name(SS_FRAME_BYE), "BYE");
     ASSERT_STR_EQ(ss_frame_type_name(0), "?");
-    ASSERT_STR_EQ(ss_frame_type_name(9), "?");
+    ASSERT_STR_EQ(ss_frame_type_name(SS_FRAME_CRL), "CRL");
+    ASSERT_STR_EQ(ss_frame_type_name(10), "?");
 }
 
 TEST(write_header_layout_and_errors)
@@ -76,7 +77,12 @@ TEST(write_header_layout_and_errors)
     const uint8_t want[] = { 1, 2, 3, 4, SS_FRAME_ACK, 0 };
     ASSERT_MEM_EQ(h, want, 6);
     ASSERT_EQ(ss_frame_write_header(h, 0, 0, 1), SS_ETYPE);
-    ASSERT_EQ(ss_frame_write_header(h, 9, 0, 1), SS_ETYPE);
+    ASSERT_EQ(ss_frame_write_header(h, 10, 0, 1), SS_ETYPE);
+    /* ROUTED is a BATCH flag only. */
+    ASSERT_EQ(ss_frame_write_header(h, SS_FRAME_BATCH, SS_FRAME_FLAG_ROUTED, 1), 6);
+    ASSERT_EQ(h[5], SS_FRAME_FLAG_ROUTED);
+    ASSERT_EQ(ss_frame_write_header(h, SS_FRAME_BATCH, 0x02, 1), SS_EFLAGS);
+    ASSERT_EQ(ss_frame_write_header(h, SS_FRAME_CRL, SS_FRAME_FLAG_ROUTED, 1), SS_EFLAGS);
     ASSERT_EQ(ss_frame_write_header(h, -1, 0, 1), SS_ETYPE);
     ASSERT_EQ(ss_frame_write_header(h, SS_FRAME_PING, 1, 1), SS_EFLAGS);
     ASSERT_EQ(ss_frame_write_header(h, SS_FRAME_PING, 0x80, 1), SS_EFLAGS);
@@ -225,7 +231,11 @@ static const struct {
       4 },
     { "len 2^31", { 0x80, 0, 0, 0, 3, 0 }, UINT32_MAX, SS_EOVERSIZE, 4 },
     { "type 0", { 0, 0, 0, 1, 0, 0 }, 1000, SS_ETYPE, 5 },
-    { "type 9", { 0, 0, 0, 1, 9, 0 }, 1000, SS_ETYPE, 5 },
+    { "type 10", { 0, 0, 0, 1, 10, 0 }, 1000, SS_ETYPE, 5 },
+    { "type 9 (CRL)", { 0, 0, 0, 0, 9, 0 }, 1000, 1, 6 },
+    { "routed BATCH", { 0, 0, 0, 0, 3, 1 }, 1000, 1, 6 },
+    { "BATCH flag 2", { 0, 0, 0, 1, 3, 2 }, 1000, SS_EFLAGS, 6 },
+    { "ROUTED on ACK", { 0, 0, 0, 1, 4, 1 }, 1000, SS_EFLAGS, 6 },
     { "type 255", { 0, 0, 0, 1, 255, 0 }, 1000, SS_ETYPE, 5 },
     { "type 8", { 0, 0, 0, 0, 8, 0 }, 1000, 1, 6 },
     { "flags 1", { 0, 0, 0, 1, 1, 1 }, 1000, SS_EFLAGS, 6 },

@@ -22,14 +22,18 @@ typedef enum ss_frame_type {
     SS_FRAME_PING = 6,
     SS_FRAME_PONG = 7,
     SS_FRAME_BYE = 8,
-    SS_FRAME_TYPE_MAX = 8
+    SS_FRAME_CRL = 9,
+    SS_FRAME_TYPE_MAX = 9
 } ss_frame_type;
 
-/* No frame flag is defined in protocol version 1: every flag bit must be 0.
- * The mask grows when a flag is defined. */
-#define SS_FRAME_FLAGS_MASK 0x00u
+/* Frame flags. ROUTED is defined for BATCH only (a relay forwarding an
+ * envelope prefixes the hops it came through: relay.h); every other type
+ * must carry flags 0. */
+#define SS_FRAME_FLAG_ROUTED 0x01u
 
-/* "HELLO", ... or "?" */
+/* The flag bits allowed on a frame type (0 for an unknown type). */
+unsigned ss_frame_flags_allowed(int type);
+
 const char *ss_frame_type_name(int type);
 
 /* Writes the 6-byte header. Returns SS_FRAME_HEADER_LEN, or SS_EOVERSIZE if
