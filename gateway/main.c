@@ -496,6 +496,10 @@ static int cmd_sync(prog *p)
         gw_sync_result res;
         uint64_t left = 0;
         rc = sync_pass(p, &s, &res, &left, 0);
+        if (res.renumbered > 0)
+            printf("renumbered %" PRIu64 " change(s) recorded after a storage loss to follow "
+                   "the daemon's committed sequence\n",
+                   res.renumbered);
         if (rc == EXIT_OK)
             printf("drained: sent %" PRIu64 " changes in %" PRIu64
                    " batches; acknowledged up to seq %" PRIu64 "\n",
@@ -615,6 +619,12 @@ static int cmd_journal(prog *p)
     printf("lost (corrupt):     %" PRIu64 "\n", st.lost);
     printf("full refusals:      %" PRIu64 "\n", st.full_refusals);
     printf("checksum failures:  %" PRIu64 " (found at this open)\n", st.crc_failures);
+    printf("missing at open:    %" PRIu64 "  (below the checkpoint's next seq, not found)\n",
+           st.missing_at_open);
+    printf("numbering:          %s\n",
+           st.confirmed ? "confirmed by the daemon"
+                        : "unconfirmed (new journal: renumbered at the next connection if the "
+                          "daemon already holds these numbers)");
     if (st.refused || st.lost) {
         printf("refused changes (newest last):\n");
         (void)gw_journal_refused_walk(&j, print_refused, NULL);

@@ -12,11 +12,15 @@
 #include "proto/alloc.h"
 #include "proto/err.h"
 
-#define CKPT_LEN           92u
-#define SCRATCH            4096u /* chunk size for CRC and resync scans */
-#define SEG_PREFIX         "seg-"
-#define SEG_SUFFIX         ".log"
-#define SEG_NAME_LEN       24 /* "seg-" + 16 hex + ".log" */
+#define CKPT_LEN     92u
+#define SCRATCH      4096u /* chunk size for CRC and resync scans */
+#define SEG_PREFIX   "seg-"
+#define SEG_SUFFIX   ".log"
+#define SEG_NAME_LEN 24    /* "seg-" + 16 hex + ".log" */
+#define RN_PREFIX    "rn-" /* segments written by a renumber */
+/* A lost entry carried through a renumber: the same JSON the sync client's
+ * gw_lost_placeholder sends (the daemon refuses and audits it). */
+#define LOST_JSON          "{\"seq\":%" PRIu64 ",\"lost\":\"gateway journal entry failed its checksum\"}"
 #define REFUSED_LOG        "refused.log"
 #define REFUSED_OLD        "refused.old.log"
 #define REFUSED_LINE_MAX   1536
@@ -85,6 +89,7 @@ typedef struct ckpt {
     uint64_t gen, acked, next_seq, hlc, full_refusals, refused, lost;
     int64_t last_sync_ms, last_error_ms;
     int32_t last_error;
+    uint32_t flags;
 } ckpt;
 
 static int ckpt_read(gw_journal *j, const char *name, ckpt *c, int *present)
@@ -122,6 +127,12 @@ static int ckpt_read(gw_journal *j, const char *name, ckpt *c, int *present)
     c->full_refusals = get64(b + 64);
     c->refused = get64(b + 72);
     c->lost = get64(b + 80);
+    c->flags = get32(b + 60);
+    /* A checkpoint written before the flags existed (bytes 60..63 zero)
+     * comes from a journal that may already have sent its entries: it counts
+     * as confirmed, so it is never renumbered (that could deliver twice). */
+    if (!(c->flags & GW_CKPT_F_V2))
+        c->flags = GW_CKPT_F_V2 | GW_CKPT_F_CONFIRMED;
     if (c->next_seq <= c->acked)
         return SS_ECORRUPT;
     return 0;
@@ -144,6 +155,7 @@ static int ckpt_write(gw_journal *j)
     put64(b + 40, (uint64_t)j->last_sync_ms);
     put64(b + 48, (uint64_t)j->last_error_ms);
     put32(b + 56, (uint32_t)j->last_error);
+    put32(b + 60, GW_CKPT_F_V2 | j->ckflags);
     put64(b + 64, j->full_refusals);
     put64(b + 72, j->refused);
     put64(b + 80, j->lost);
@@ -309,15 +321,113 @@ static int scan_segment(gw_journal *j, fws_file *f, uint64_t size, uint64_t firs
     return 0;
 }
 
+/* ---- renumbering: name sets and the switch ------------------------------- */
+
+static int parse_name(const char *name, const char *prefix, uint64_t *first);
+
+typedef struct nameset {
+    const char *prefix;
+    uint64_t *firsts;
+    uint32_t n, cap;
+} nameset;
+
+static int nameset_cb(void *arg, const char *name)
+{
+    nameset *ns = arg;
+    uint64_t first;
+    if (parse_name(name, ns->prefix, &first) < 0)
+        return 0;
+    if (ns->n == ns->cap)
+        return SS_ECORRUPT;
+    ns->firsts[ns->n++] = first;
+    return 0;
+}
+
+/* Lists the files "<prefix><hex>.log" into a table sized like the segment
+ * table (names are collected first: removing while a directory is being
+ * walked is not something every port promises to handle). */
+static int nameset_list(gw_journal *j, const char *prefix, nameset *ns)
+{
+    ns->prefix = prefix;
+    ns->n = 0;
+    ns->cap = j->max_segs;
+    ns->firsts = ss_malloc(sizeof(uint64_t) * ns->cap);
+    if (!ns->firsts)
+        return SS_ENOMEM;
+    int rc = fws_list(j->shim, nameset_cb, ns);
+    if (rc < 0) {
+        ss_free(ns->firsts);
+        ns->firsts = NULL;
+        return rc == SS_ECORRUPT ? SS_ECORRUPT : map_fws(rc);
+    }
+    return 0;
+}
+
+static int nameset_remove(gw_journal *j, const char *prefix)
+{
+    nameset ns;
+    int rc = nameset_list(j, prefix, &ns);
+    for (uint32_t i = 0; rc == 0 && i < ns.n; i++) {
+        char name[SEG_NAME_LEN + 1];
+        snprintf(name, sizeof(name), "%s%016" PRIx64 SEG_SUFFIX, prefix, ns.firsts[i]);
+        int r = fws_remove(j->shim, name);
+        if (r < 0 && r != FWS_ENOENT)
+            rc = map_fws(r);
+    }
+    ss_free(ns.firsts); /* NULL when the listing failed */
+    return rc;
+}
+
+/* Finishes a committed renumber found at open. Each step is idempotent and
+ * the flag in the checkpoint says which step a cut interrupted: under
+ * RN_COMMIT every seg-* is stale (the rn-* files hold the pending entries);
+ * under RN_RENAME no stale seg-* is left, so every seg-* is a renamed rn-*. */
+static int finish_renumber(gw_journal *j)
+{
+    int rc;
+    if (j->ckflags & GW_CKPT_F_RN_COMMIT) {
+        if ((rc = nameset_remove(j, SEG_PREFIX)) < 0)
+            return rc;
+        j->ckflags = GW_CKPT_F_CONFIRMED | GW_CKPT_F_RN_RENAME;
+        if ((rc = ckpt_write(j)) < 0)
+            return rc;
+    }
+    if (j->ckflags & GW_CKPT_F_RN_RENAME) {
+        nameset ns;
+        if ((rc = nameset_list(j, RN_PREFIX, &ns)) < 0)
+            return rc;
+        for (uint32_t i = 0; rc == 0 && i < ns.n; i++) {
+            char from[SEG_NAME_LEN + 1], to[SEG_NAME_LEN + 1];
+            snprintf(from, sizeof(from), RN_PREFIX "%016" PRIx64 SEG_SUFFIX, ns.firsts[i]);
+            seg_name(to, sizeof(to), ns.firsts[i]);
+            int r = fws_rename(j->shim, from, to);
+            if (r < 0)
+                rc = map_fws(r);
+        }
+        ss_free(ns.firsts);
+        if (rc < 0)
+            return rc;
+        j->ckflags = GW_CKPT_F_CONFIRMED;
+        if ((rc = ckpt_write(j)) < 0)
+            return rc;
+        fws_log(j->shim, FWS_LOG_INFO,
+                "event=journal_renumber_done acked=%" PRIu64 " next_seq=%" PRIu64, j->acked,
+                j->next_seq);
+    }
+    return 0;
+}
+
 /* ---- open / recovery ----------------------------------------------------- */
 
-static int parse_seg_name(const char *name, uint64_t *first)
+/* "<prefix><16 hex>.log" -> first sequence (non-zero). */
+static int parse_name(const char *name, const char *prefix, uint64_t *first)
 {
-    if (strlen(name) != SEG_NAME_LEN || strncmp(name, SEG_PREFIX, 4) != 0 ||
-        strcmp(name + 20, SEG_SUFFIX) != 0)
+    size_t pl = strlen(prefix);
+    if (strlen(name) != pl + 20 || strncmp(name, prefix, pl) != 0 ||
+        strcmp(name + pl + 16, SEG_SUFFIX) != 0)
         return -1;
     uint64_t v = 0;
-    for (int i = 4; i < 20; i++) {
+    for (size_t i = pl; i < pl + 16; i++) {
         char c = name[i];
         int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
         if (d < 0)
@@ -328,6 +438,11 @@ static int parse_seg_name(const char *name, uint64_t *first)
         return -1;
     *first = v;
     return 0;
+}
+
+static int parse_seg_name(const char *name, uint64_t *first)
+{
+    return parse_name(name, SEG_PREFIX, first);
 }
 
 static int list_cb(void *arg, const char *name)
@@ -498,6 +613,16 @@ int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg
         j->full_refusals = best->full_refusals;
         j->refused = best->refused;
         j->lost = best->lost;
+        j->ckflags = best->flags & ~GW_CKPT_F_V2;
+    }
+    /* No checkpoint at all: a new (or wiped) journal, unconfirmed. */
+    if (j->ckflags & (GW_CKPT_F_RN_COMMIT | GW_CKPT_F_RN_RENAME))
+        rc = finish_renumber(j);
+    else
+        rc = nameset_remove(j, RN_PREFIX); /* a renumber that never committed */
+    if (rc < 0) {
+        gw_journal_free(j);
+        return rc;
     }
 
     rc = fws_list(shim, list_cb, j);
@@ -528,6 +653,22 @@ int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg
         }
         j->segs[i].last = j->segs[i + 1].first - 1;
     }
+    /* Sequences the checkpoint knew to be durable (below its next_seq) that
+     * recovery did not find were damaged, not torn: a torn write was never
+     * acknowledged, so it cannot lie below a checkpoint written after it.
+     * They are lost, and said so (the sync client sends placeholders). */
+    uint64_t have_to = j->nsegs > 0 ? j->segs[j->nsegs - 1].last : j->acked;
+    if (have_to < j->acked)
+        have_to = j->acked;
+    if (j->next_seq > have_to + 1)
+        j->missing_at_open += j->next_seq - 1 - have_to;
+    if (j->nsegs > 0 && j->segs[0].first > j->acked + 1)
+        j->missing_at_open += j->segs[0].first - 1 - j->acked;
+    if (j->missing_at_open > 0)
+        fws_log(shim, FWS_LOG_ERROR,
+                "event=journal_entries_missing count=%" PRIu64 " acked=%" PRIu64
+                " ckpt_next_seq=%" PRIu64 " found_to=%" PRIu64,
+                j->missing_at_open, j->acked, j->next_seq, have_to);
     if (j->nsegs > 0 && j->segs[j->nsegs - 1].last + 1 > j->next_seq)
         j->next_seq = j->segs[j->nsegs - 1].last + 1;
     if (j->next_seq <= j->acked)
@@ -759,6 +900,7 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
             if (crc == h.crc) {
                 j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
                 j->rseq++;
+                j->rhlc = h.hlc;
                 *len = h.len;
                 return 0;
             }
@@ -788,6 +930,183 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
         if (h.seq > seq)
             return lost(j, seq, "crc");
     }
+}
+
+/* ---- epoch confirmation and renumbering ----------------------------------- */
+
+int gw_journal_confirmed(const gw_journal *j)
+{
+    return (j->ckflags & GW_CKPT_F_CONFIRMED) != 0;
+}
+
+int gw_journal_confirm(gw_journal *j)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    if (j->ckflags & GW_CKPT_F_CONFIRMED)
+        return 0;
+    uint32_t old = j->ckflags;
+    j->ckflags |= GW_CKPT_F_CONFIRMED;
+    int rc = ckpt_write(j);
+    if (rc < 0)
+        j->ckflags = old;
+    return rc;
+}
+
+/* Rewrites the leading "{\"seq\":N," of an entry's JSON with the new number.
+ * Returns the new length, or -1 if the payload does not start that way. */
+static int rewrite_seq(const uint8_t *in, size_t len, uint64_t seq, uint8_t *out, size_t cap)
+{
+    static const char pre[] = "{\"seq\":";
+    size_t pl = sizeof(pre) - 1, i = pl;
+    if (len < pl + 2 || memcmp(in, pre, pl) != 0)
+        return -1;
+    while (i < len && in[i] >= '0' && in[i] <= '9')
+        i++;
+    if (i == pl || i >= len || (in[i] != ',' && in[i] != '}'))
+        return -1;
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%" PRIu64, seq);
+    if (n < 0 || pl + (size_t)n + (len - i) > cap)
+        return -1;
+    memcpy(out, pre, pl);
+    memcpy(out + pl, num, (size_t)n);
+    memcpy(out + pl + (size_t)n, in + i, len - i);
+    return (int)(pl + (size_t)n + (len - i));
+}
+
+int gw_journal_renumber(gw_journal *j, uint64_t committed)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    uint64_t first = j->acked + 1, next = j->next_seq;
+    if ((j->ckflags & GW_CKPT_F_CONFIRMED) || next <= first || committed < first ||
+        committed > (UINT64_C(1) << 53) - 1 - (next - first))
+        return SS_EINVAL;
+    /* Leftovers of an earlier attempt that never committed. */
+    int rc = nameset_remove(j, RN_PREFIX);
+    if (rc < 0)
+        return rc;
+    size_t cap = (size_t)j->cfg.entry_max + 32;
+    uint8_t *in = ss_malloc(cap), *out = ss_malloc(cap);
+    fws_file *f = NULL;
+    uint64_t fsize = 0, count = next - first, newseq = committed + 1, lost_here = 0;
+    if (!in || !out) {
+        rc = SS_ENOMEM;
+        goto fail;
+    }
+    for (uint64_t seq = first; seq < next; seq++, newseq++) {
+        size_t len = 0;
+        int olen, is_lost = 0;
+        rc = gw_journal_read(j, seq, in, cap, &len);
+        if (rc == 0)
+            olen = rewrite_seq(in, len, newseq, out, j->cfg.entry_max);
+        else if (rc == SS_ECORRUPT)
+            olen = -1;
+        else
+            goto fail;
+        if (olen < 0) {
+            /* Lost to corruption (or not a change we wrote): it travels as
+             * the placeholder the daemon refuses and audits, under its new
+             * number, so the loss stays visible centrally. */
+            olen = snprintf((char *)out, cap, LOST_JSON, newseq);
+            if (olen < 0 || (size_t)olen >= cap) {
+                rc = SS_EINTERNAL;
+                goto fail;
+            }
+            is_lost = 1;
+            lost_here++;
+        }
+        uint64_t need = GW_JOURNAL_ENTRY_HDR + (uint64_t)olen;
+        if (!f || fsize + need > j->cfg.segment_max) {
+            if (f) {
+                rc = map_fws(fws_sync(j->shim, f));
+                fws_close(j->shim, f);
+                f = NULL;
+                if (rc < 0)
+                    goto fail;
+            }
+            char name[SEG_NAME_LEN + 1];
+            snprintf(name, sizeof(name), RN_PREFIX "%016" PRIx64 SEG_SUFFIX, newseq);
+            rc = map_fws(fws_open(j->shim, name, FWS_O_CREATE, &f));
+            if (rc == 0)
+                rc = map_fws(fws_truncate(j->shim, f, 0));
+            if (rc < 0)
+                goto fail;
+            fsize = 0;
+        }
+        uint8_t hdr[GW_JOURNAL_ENTRY_HDR];
+        /* The entry keeps its own HLC (the change is the same change). */
+        ehdr_encode(hdr, (uint32_t)olen, newseq, is_lost ? 0 : j->rhlc);
+        put32(hdr + 24, gw_crc32c(gw_crc32c(0, hdr, 24), out, (size_t)olen));
+        rc = map_fws(fws_append(j->shim, f, hdr, sizeof(hdr)));
+        if (rc == 0)
+            rc = map_fws(fws_append(j->shim, f, out, (size_t)olen));
+        if (rc < 0)
+            goto fail;
+        fsize += need;
+    }
+    rc = map_fws(fws_sync(j->shim, f));
+    fws_close(j->shim, f);
+    f = NULL;
+    if (rc < 0)
+        goto fail;
+
+    /* The commit point: one checkpoint write. Until it is durable the old
+     * segments are the journal and the rn-* files are garbage; after it the
+     * reverse. If the write fails we cannot tell which slot storage kept, so
+     * the journal refuses everything until a reopen reads it back. */
+    uint64_t old_acked = j->acked, old_next = j->next_seq;
+    uint32_t old_flags = j->ckflags;
+    j->acked = committed;
+    j->next_seq = committed + 1 + count;
+    j->ckflags = GW_CKPT_F_CONFIRMED | GW_CKPT_F_RN_COMMIT;
+    j->lost += lost_here;
+    rc = ckpt_write(j);
+    if (rc < 0) {
+        j->acked = old_acked;
+        j->next_seq = old_next;
+        j->ckflags = old_flags;
+        j->lost -= lost_here;
+        j->broken = SS_EIO;
+        goto out;
+    }
+    fws_log(j->shim, FWS_LOG_WARN,
+            "event=journal_renumbered count=%" PRIu64 " old_first=%" PRIu64 " new_first=%" PRIu64
+            " lost=%" PRIu64 " reason=\"upstream already holds these numbers from a lost journal\"",
+            count, first, committed + 1, lost_here);
+    /* Finish the switch the way recovery would: reopen. */
+    {
+        const fws *shim = j->shim;
+        gw_journal_config cfg = j->cfg;
+        uint64_t crc = j->crc_failures, torn = j->torn_bytes;
+        gw_journal_free(j);
+        rc = gw_journal_open(j, shim, &cfg);
+        if (rc == 0) {
+            j->renumbered = count;
+            j->crc_failures += crc;
+            j->torn_bytes += torn;
+            rc = (int)(count > INT32_MAX ? INT32_MAX : count);
+        }
+    }
+    goto out;
+fail:
+    if (f)
+        fws_close(j->shim, f);
+    (void)nameset_remove(j, RN_PREFIX);
+    if (rc == SS_EFULL)
+        fws_log(j->shim, FWS_LOG_ERROR,
+                "event=journal_renumber_failed err=full reason=\"no storage for the copy\"");
+    else
+        fws_log(j->shim, FWS_LOG_ERROR, "event=journal_renumber_failed err=%s", ss_err_name(rc));
+out:
+    ss_free(in);
+    ss_free(out);
+    return rc;
 }
 
 /* ---- checkpoint-advancing operations -------------------------------------- */
@@ -994,4 +1313,7 @@ void gw_journal_stats_get(const gw_journal *j, gw_journal_stats *st)
     st->crc_failures = j->crc_failures;
     st->torn_bytes = j->torn_bytes;
     st->ckpt_fallbacks = j->ckpt_fallbacks;
+    st->missing_at_open = j->missing_at_open;
+    st->renumbered = j->renumbered;
+    st->confirmed = (j->ckflags & GW_CKPT_F_CONFIRMED) != 0;
 }

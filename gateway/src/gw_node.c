@@ -104,9 +104,12 @@ int gw_node_submit(gw_node *n, ss_change *ch, ss_verr *err)
     if (rc < 0)
         return rc;
     rc = ss_change_encode(ch, n->ebuf, n->ebuf_cap);
-    if (rc == SS_ENOSPC || (rc > 0 && (size_t)rc >= n->ebuf_cap))
+    /* 16 bytes stay free so that a renumber (after a storage loss) can give
+     * the entry a longer sequence number without passing entry_max. */
+    if (rc == SS_ENOSPC || (rc > 0 && (size_t)rc + GW_RENUMBER_SLACK >= n->ebuf_cap))
         return ss_verr_set(err, SS_EOVERSIZE, "",
-                           "change larger than the journal's entry_max (%zu)", n->ebuf_cap - 1);
+                           "change larger than the journal's entry_max (%zu, less %u)",
+                           n->ebuf_cap - 1, GW_RENUMBER_SLACK);
     if (rc < 0)
         return ss_verr_set(err, rc, "", "cannot encode the change");
     size_t len = (size_t)rc;

@@ -361,6 +361,25 @@ static int handshake(sess *x)
     if (rc < 0)
         return fail(x, rc, "cannot persist the daemon's time: %s", ss_strerror(rc));
     uint64_t acked = gw_journal_acked(x->j);
+    if (!gw_journal_confirmed(x->j)) {
+        /* First answer this journal ever got. If the upstream already holds
+         * our first pending number, those numbers belong to a journal this
+         * device lost: renumber ours after them instead of letting them be
+         * taken as acknowledged. Confirmed durably before any BATCH goes. */
+        uint64_t next = gw_journal_next_seq(x->j);
+        if (next > acked + 1 && committed >= acked + 1) {
+            rc = gw_journal_renumber(x->j, committed);
+            if (rc < 0)
+                return fail(x, rc, "cannot renumber the journal after storage loss: %s",
+                            ss_strerror(rc));
+            x->res->renumbered = (uint64_t)rc;
+        } else {
+            rc = gw_journal_confirm(x->j);
+            if (rc < 0)
+                return fail(x, rc, "checkpoint write failed: %s", ss_strerror(rc));
+        }
+        acked = gw_journal_acked(x->j);
+    }
     if (committed > acked) {
         /* The daemon has more than our checkpoint says (ACK lost, or our
          * storage was lost): resume after it; the journal's next sequence

@@ -163,6 +163,26 @@ RPID=
 [ $rc -eq 0 ] || fail "run exit $rc after SIGTERM: $(tail -n 5 "$T/run.log")"
 grep -q "event=run_stop reason=signal" "$T/run.log" || fail "run did not log its stop"
 
+step "storage lost, reports recorded before the next connection: renumbered, none lost"
+rm -rf "$T/j-b1"
+for i in $(seq 1 5); do
+    gw gw-b1 j-b1 incident --category fire --severity 3 --title "after-loss-$i" >/dev/null ||
+        fail "submission $i on the new journal"
+done
+gw gw-b1 j-b1 sync >"$T/out" 2>"$T/err" || fail "sync after storage loss: $(cat "$T/out" "$T/err")"
+got=$(admin --json incidents --site site-b --limit 1000 | count_json)
+[ "$got" = "25" ] || fail "after storage loss: $got incidents of site-b, want 25"
+for i in $(seq 1 5); do
+    admin --json incidents --site site-b --limit 1000 | grep -q "\"after-loss-$i\"" ||
+        fail "after-loss-$i missing"
+done
+gw gw-b1 j-b1 journal >"$T/out" 2>/dev/null
+grep -q "^committed seq: *25 " "$T/out" || fail "committed after renumber: $(cat "$T/out")"
+got=$(admin --json audit --origin gw-b1 --limit 1000 | python3 -c '
+import json, sys
+print(sum(1 for e in json.load(sys.stdin) if e["outcome"] != "applied"))')
+[ "$got" = "0" ] || fail "audit after renumber: $got entries not applied (tamper?)"
+
 step "enroll: key made on the device, CSR signed by sitesync-pki"
 "$GW" --log-level warn enroll --node gw-c1 --out "$T/gw-c1" >/dev/null || fail "enroll"
 [ "$(stat -c %a "$T/gw-c1.key")" = "600" ] || fail "key mode $(stat -c %a "$T/gw-c1.key")"

@@ -358,6 +358,9 @@ TEST(lost_sequence_below_checkpoint_next_seq)
     flip_byte(&shim, sim, name, (uint64_t)sz - 3); /* last entry's payload */
     ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
     ASSERT_U64_EQ(gw_journal_next_seq(&j), 6);
+    gw_journal_stats st;
+    gw_journal_stats_get(&j, &st);
+    ASSERT_U64_EQ(st.missing_at_open, 1); /* reported at open, not taken for a torn tail */
     size_t gl;
     expect_entry(&j, 4);
     ASSERT_EQ(gw_journal_read(&j, 5, buf, sizeof(buf), &gl), SS_ECORRUPT);
@@ -365,6 +368,146 @@ TEST(lost_sequence_below_checkpoint_next_seq)
     expect_entry(&j, 6);
     gw_journal_free(&j);
     fws_sim_destroy(sim);
+}
+
+/* Expects seq (renumbered from old) to hold old's payload with the new
+ * number in its "seq". */
+static void expect_renumbered(gw_journal *j, uint64_t seq, uint64_t old)
+{
+    char want[256], got[256], tmp[256];
+    size_t ol = payload(old, tmp, sizeof(tmp)), gl = 0;
+    const char *rest = strchr(tmp, ',');
+    ASSERT(rest != NULL);
+    int wl = snprintf(want, sizeof(want), "{\"seq\":%" PRIu64 "%.*s", seq,
+                      (int)(ol - (size_t)(rest - tmp)), rest);
+    int rc = gw_journal_read(j, seq, got, sizeof(got), &gl);
+    if (rc != 0)
+        SS_TEST_FAIL("read renumbered seq %" PRIu64 ": %s", seq, ss_err_name(rc));
+    ASSERT_EQ(gl, (size_t)wl);
+    ASSERT_MEM_EQ(got, want, gl);
+}
+
+static int count_prefix(fws_sim *sim, const char *prefix)
+{
+    int n = 0;
+    for (int i = 0; i < fws_sim_file_count(sim); i++)
+        if (strncmp(fws_sim_file_name(sim, i), prefix, strlen(prefix)) == 0)
+            n++;
+    return n;
+}
+
+TEST(renumber_after_storage_loss)
+{
+    fws shim;
+    fws_sim *sim = mk_sim(30, &shim);
+    gw_journal_config cfg = small_cfg();
+    gw_journal j;
+    ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
+    ASSERT_EQ(gw_journal_confirmed(&j), 0); /* a new journal */
+    char buf[256];
+    for (uint64_t s = 1; s <= 30; s++)
+        ASSERT_EQ(gw_journal_append(&j, s, s, buf, payload(s, buf, sizeof(buf))), 0);
+    ASSERT_EQ(gw_journal_renumber(&j, 9998), 30);
+    ASSERT_EQ(gw_journal_confirmed(&j), 1);
+    ASSERT_U64_EQ(gw_journal_acked(&j), 9998);
+    ASSERT_U64_EQ(gw_journal_next_seq(&j), 10029);
+    for (uint64_t s = 1; s <= 30; s++)
+        expect_renumbered(&j, 9998 + s, s);
+    ASSERT_EQ(gw_journal_renumber(&j, 20000), SS_EINVAL); /* confirmed: never again */
+    ASSERT_EQ(count_prefix(sim, "rn-"), 0);
+    gw_journal_free(&j);
+    ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
+    ASSERT_EQ(gw_journal_confirmed(&j), 1);
+    ASSERT_U64_EQ(gw_journal_next_seq(&j), 10029);
+    for (uint64_t s = 1; s <= 30; s++)
+        expect_renumbered(&j, 9998 + s, s);
+    ASSERT_EQ(gw_journal_append(&j, 10029, 1, buf, payload(10029, buf, sizeof(buf))), 0);
+    expect_entry(&j, 10029);
+    gw_journal_free(&j);
+    fws_sim_destroy(sim);
+}
+
+/* The state after a cut anywhere in a renumber: either nothing happened
+ * (unconfirmed, 1..n as written) or everything did (confirmed, c+1..c+n),
+ * and no rn-* file is left behind. */
+static int check_renumber_state(gw_journal *j, fws_sim *sim, uint64_t n, uint64_t c)
+{
+    ASSERT_EQ(count_prefix(sim, "rn-"), 0);
+    if (!gw_journal_confirmed(j)) {
+        ASSERT_U64_EQ(gw_journal_acked(j), 0);
+        ASSERT_U64_EQ(gw_journal_next_seq(j), n + 1);
+        for (uint64_t s = 1; s <= n; s++)
+            expect_entry(j, s);
+        return 0;
+    }
+    ASSERT_U64_EQ(gw_journal_acked(j), c);
+    ASSERT_U64_EQ(gw_journal_next_seq(j), c + n + 1);
+    for (uint64_t s = 1; s <= n; s++)
+        expect_renumbered(j, c + s, s);
+    return 1;
+}
+
+static void renumber_cut_loop(int second)
+{
+    const uint64_t n = 25, c = 7;
+    char buf[256];
+    gw_journal_config cfg = small_cfg();
+    gw_journal j;
+    fws shim;
+    /* Reference run: how many mutating operations a renumber takes. */
+    fws_sim *sim = mk_sim(31, &shim);
+    ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
+    for (uint64_t s = 1; s <= n; s++)
+        ASSERT_EQ(gw_journal_append(&j, s, s, buf, payload(s, buf, sizeof(buf))), 0);
+    uint64_t base = fws_sim_ops(sim);
+    ASSERT_EQ(gw_journal_renumber(&j, c), (int)n);
+    uint64_t total = fws_sim_ops(sim) - base;
+    gw_journal_free(&j);
+    fws_sim_destroy(sim);
+    ASSERT_GT(total, n * 2);
+    int before = 0, after = 0;
+    for (uint64_t k = 1; k <= total; k++) {
+        sim = mk_sim(100 + k, &shim);
+        ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
+        for (uint64_t s = 1; s <= n; s++)
+            ASSERT_EQ(gw_journal_append(&j, s, s, buf, payload(s, buf, sizeof(buf))), 0);
+        fws_sim_tear mode = (k & 1) ? FWS_SIM_TEAR_GARBAGE : FWS_SIM_TEAR_TRUNC;
+        ASSERT_EQ(fws_sim_set_cut_at(sim, fws_sim_ops(sim) + k, (size_t)(k * 13 % 60), mode), 0);
+        ASSERT(gw_journal_renumber(&j, c) < 0);
+        ASSERT(fws_sim_powered_off(sim));
+        gw_journal_free(&j);
+        fws_sim_power_cut(sim);
+        if (second) {
+            /* and again while open finishes (or discards) the switch */
+            ASSERT_EQ(fws_sim_set_cut_at(sim, fws_sim_ops(sim) + 1 + k % 4, 9, mode), 0);
+            (void)gw_journal_open(&j, &shim, &cfg);
+            gw_journal_free(&j);
+            fws_sim_power_cut(sim);
+        }
+        ASSERT_EQ(gw_journal_open(&j, &shim, &cfg), 0);
+        if (check_renumber_state(&j, sim, n, c)) {
+            after++;
+        } else {
+            before++;
+            ASSERT_EQ(gw_journal_renumber(&j, c), (int)n);
+            ASSERT_EQ(check_renumber_state(&j, sim, n, c), 1);
+        }
+        gw_journal_free(&j);
+        fws_sim_destroy(sim);
+    }
+    /* Both outcomes were reached: the loop crossed the commit point. */
+    ASSERT_GT(before, 0);
+    ASSERT_GT(after, 0);
+}
+
+TEST(renumber_power_cut_every_op)
+{
+    renumber_cut_loop(0);
+}
+
+TEST(renumber_power_cut_during_recovery)
+{
+    renumber_cut_loop(1);
 }
 
 TEST(capacity_full_refuses_then_accepts_after_ack)
@@ -507,15 +650,17 @@ TEST(bad_config_refused)
     fws_sim_destroy(sim);
 }
 
-SS_TEST_MAIN(SS_TEST_ENTRY(crc32c_check_value) SS_TEST_ENTRY(append_read_ack_reclaim_reopen)
-                 SS_TEST_ENTRY(ack_beyond_journal_jumps_sequence)
-                     SS_TEST_ENTRY(power_cut_every_op_trunc)
-                         SS_TEST_ENTRY(power_cut_every_op_garbage)
-                             SS_TEST_ENTRY(power_cut_during_recovery)
-                                 SS_TEST_ENTRY(bit_flip_detected_never_returned)
-                                     SS_TEST_ENTRY(lost_sequence_below_checkpoint_next_seq)
-                                         SS_TEST_ENTRY(capacity_full_refuses_then_accepts_after_ack)
-                                             SS_TEST_ENTRY(io_error_on_sync_refuses_and_truncates)
-                                                 SS_TEST_ENTRY(checkpoint_slot_fallback)
-                                                     SS_TEST_ENTRY(refused_log_bounded)
-                                                         SS_TEST_ENTRY(bad_config_refused))
+SS_TEST_MAIN(
+    SS_TEST_ENTRY(crc32c_check_value) SS_TEST_ENTRY(append_read_ack_reclaim_reopen)
+        SS_TEST_ENTRY(ack_beyond_journal_jumps_sequence) SS_TEST_ENTRY(power_cut_every_op_trunc)
+            SS_TEST_ENTRY(power_cut_every_op_garbage) SS_TEST_ENTRY(power_cut_during_recovery)
+                SS_TEST_ENTRY(bit_flip_detected_never_returned)
+                    SS_TEST_ENTRY(lost_sequence_below_checkpoint_next_seq)
+                        SS_TEST_ENTRY(renumber_after_storage_loss)
+                            SS_TEST_ENTRY(renumber_power_cut_every_op)
+                                SS_TEST_ENTRY(renumber_power_cut_during_recovery)
+                                    SS_TEST_ENTRY(capacity_full_refuses_then_accepts_after_ack)
+                                        SS_TEST_ENTRY(io_error_on_sync_refuses_and_truncates)
+                                            SS_TEST_ENTRY(checkpoint_slot_fallback)
+                                                SS_TEST_ENTRY(refused_log_bounded)
+                                                    SS_TEST_ENTRY(bad_config_refused))

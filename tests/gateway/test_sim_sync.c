@@ -520,6 +520,112 @@ TEST(lost_storage_resumes_after_committed)
     world_free(&w);
 }
 
+/* Replaces the gateway's flash with a new, empty one (same certificate). */
+static void new_flash(world *w, uint64_t seed)
+{
+    if (w->node_open)
+        gw_node_free(&w->node);
+    w->node_open = 0;
+    fws_sim *old = w->gsim;
+    fws_sim_config c;
+    memset(&c, 0, sizeof(c));
+    c.seed = seed;
+    c.world = w->ssim;
+    c.log_level = -1;
+    ASSERT_EQ(fws_sim_new(&c, &w->gsim, &w->gshim), 0);
+    fws_sim_set_idle_hook(w->gsim, fake_server_idle, w->srv);
+    fws_sim_destroy(old);
+}
+
+/* 5 changes delivered, storage lost, 30 recorded offline before the next
+ * connection: they carry numbers 1..30 the daemon already holds (1..5).
+ * Without the renumber, 1..5 would be taken as acknowledged and lost. */
+static void offline_after_loss(world *w, uint64_t seed)
+{
+    world_new(w, seed);
+    ASSERT_EQ(node_open(w), 0);
+    ss_verr err;
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(submit(w, i, &err), 0);
+    drain(w);
+    new_flash(w, seed + 1);
+    ASSERT_EQ(node_open(w), 0);
+    for (int i = 100; i < 130; i++)
+        ASSERT_EQ(submit(w, i, &err), 0);
+}
+
+static void check_offline_after_loss(world *w)
+{
+    if (w->srv->failure[0])
+        SS_TEST_FAIL("fake daemon saw: %s", w->srv->failure);
+    ASSERT_EQ(w->srv->tampers, 0);
+    for (int i = 0; i < 130; i = (i == 4 ? 100 : i + 1)) {
+        char m[32];
+        snprintf(m, sizeof(m), "\"wk-%d-end\"", i);
+        int c = fake_server_count(w->srv, m);
+        if (c != 1)
+            SS_TEST_FAIL("submission %d present %d times", i, c);
+    }
+    ASSERT_U64_EQ(w->srv->committed, 35);
+}
+
+TEST(lost_storage_offline_entries_renumbered)
+{
+    world w;
+    offline_after_loss(&w, 62);
+    drain(&w);
+    check_offline_after_loss(&w);
+    gw_journal_stats st;
+    gw_journal_stats_get(&w.node.journal, &st);
+    ASSERT_EQ(st.confirmed, 1);
+    ASSERT_U64_EQ(st.next_seq, 36);
+    ASSERT_U64_EQ(st.lost, 0);
+    world_free(&w);
+}
+
+/* A power cut at every mutating operation of the session that renumbers
+ * (the rn-* copy, the commit, the switch, the sends, the ACK checkpoints),
+ * then recovery and a drain: everything exactly once. */
+TEST(power_cut_at_every_op_of_renumbering_sync)
+{
+    world w;
+    offline_after_loss(&w, 64);
+    uint64_t base = fws_sim_ops(w.gsim);
+    ASSERT_EQ(sync_once(&w), 0);
+    ASSERT_U64_EQ(w.last.renumbered, 30);
+    uint64_t total = fws_sim_ops(w.gsim) - base;
+    check_offline_after_loss(&w);
+    world_free(&w);
+    ASSERT_GT(total, 60);
+    for (uint64_t k = 1; k <= total; k++) {
+        offline_after_loss(&w, 64);
+        fws_sim_tear mode = (k & 1) ? FWS_SIM_TEAR_GARBAGE : FWS_SIM_TEAR_TRUNC;
+        ASSERT_EQ(fws_sim_set_cut_at(w.gsim, fws_sim_ops(w.gsim) + k, (size_t)(k * 29 % 200), mode),
+                  0);
+        (void)sync_once(&w);
+        ASSERT(fws_sim_powered_off(w.gsim));
+        gw_node_free(&w.node);
+        w.node_open = 0;
+        fws_sim_power_cut(w.gsim);
+        fake_server_step(w.srv);
+        if (k % 3 == 0) {
+            /* a second cut while recovering */
+            ASSERT_EQ(fws_sim_set_cut_at(w.gsim, fws_sim_ops(w.gsim) + 1 + k % 5, 7, mode), 0);
+            if (node_open(&w) == 0)
+                (void)sync_once(&w);
+            if (w.node_open)
+                gw_node_free(&w.node);
+            w.node_open = 0;
+            fws_sim_power_cut(w.gsim);
+            fake_server_step(w.srv);
+        }
+        ASSERT_EQ(node_open(&w), 0);
+        drain(&w);
+        check_offline_after_loss(&w);
+        world_free(&w);
+    }
+}
+
 TEST(site_not_in_certificate_refused_at_submission)
 {
     world w;
@@ -611,9 +717,11 @@ SS_TEST_MAIN(
             SS_TEST_ENTRY(link_cut_every_byte_client_to_server)
                 SS_TEST_ENTRY(link_cut_every_byte_server_to_client)
                     SS_TEST_ENTRY(full_journal_refuses_then_sync_frees_space)
-                        SS_TEST_ENTRY(refused_changes_recorded_not_retried)
-                            SS_TEST_ENTRY(bit_flip_detected_reported_never_applied)
-                                SS_TEST_ENTRY(lost_storage_resumes_after_committed)
+                        SS_TEST_ENTRY(refused_changes_recorded_not_retried) SS_TEST_ENTRY(
+                            bit_flip_detected_reported_never_applied)
+                            SS_TEST_ENTRY(lost_storage_resumes_after_committed) SS_TEST_ENTRY(
+                                lost_storage_offline_entries_renumbered)
+                                SS_TEST_ENTRY(power_cut_at_every_op_of_renumbering_sync)
                                     SS_TEST_ENTRY(site_not_in_certificate_refused_at_submission)
                                         SS_TEST_ENTRY(keepalive_ping_while_daemon_slow)
                                             SS_TEST_ENTRY(stop_request_ends_session_without_loss)

@@ -15,6 +15,21 @@
  *                    slot is overwritten, recovery takes the newest valid)
  *   refused.log, refused.old.log  changes the daemon refused (text lines,
  *                    bounded: rotated at refused_max bytes)
+ *   rn-<16 hex first seq>.log  segments being written by a renumber (below)
+ *
+ * Epoch and renumbering: a journal starts "unconfirmed" (no upstream has
+ * answered it yet). A gateway that lost its storage but kept its certificate
+ * numbers its offline entries 1, 2, ... again, numbers the daemon already
+ * holds from the lost journal. The first WELCOME settles it: if its committed
+ * sequence c reaches the first pending entry, the pending entries are
+ * rewritten as c+1, c+2, ... (header and the JSON's "seq") into rn-* files,
+ * synced, then one checkpoint write commits the switch (flag RN_COMMIT); the
+ * stale seg-* files are removed, a checkpoint notes it (RN_RENAME), the rn-*
+ * files are renamed to seg-*, and a last checkpoint clears the flags. Open
+ * finishes an interrupted switch from whichever flag it finds, and removes
+ * rn-* files of a renumber that never committed. The journal is marked
+ * confirmed durably before anything is sent, so entries that may have
+ * reached the daemon are never renumbered.
  *
  * Corruption policy: an entry whose CRC fails is never sent as data. Its
  * sequence number (and any other sequence number below the persisted next
@@ -39,6 +54,14 @@
 #define GW_JOURNAL_ENTRY_HDR 28u
 #define GW_JOURNAL_MAGIC     0x53534A31u /* "SSJ1" */
 #define GW_CKPT_MAGIC        0x53534331u /* "SSC1" */
+/* Checkpoint flags (u32 at offset 60; a checkpoint without GW_CKPT_F_V2 was
+ * written before flags existed and is read as confirmed). */
+#define GW_CKPT_F_CONFIRMED 0x1u /* an upstream WELCOME has seen this journal */
+#define GW_CKPT_F_RN_COMMIT 0x2u /* renumber committed: seg-* stale, rn-* current */
+#define GW_CKPT_F_RN_RENAME 0x4u /* stale seg-* removed: rename rn-* to seg-* */
+#define GW_CKPT_F_V2        0x80000000u
+/* Bytes of entry_max a submission leaves free for a longer renumbered seq. */
+#define GW_RENUMBER_SLACK 16u
 
 typedef struct gw_journal_config {
     uint64_t capacity;    /* bytes of segment data accepted (default 64 MiB) */
@@ -52,22 +75,26 @@ void gw_journal_config_default(gw_journal_config *c);
 
 /* What the journal knows, for `sitesync-gw journal` and the tests. */
 typedef struct gw_journal_stats {
-    uint64_t acked;          /* highest sequence acknowledged by the daemon */
-    uint64_t next_seq;       /* sequence the next submission gets */
-    uint64_t pending;        /* next_seq - 1 - acked */
-    uint64_t used_bytes;     /* bytes of segment files */
-    uint64_t capacity;       /* configured capacity */
-    uint32_t segments;       /* segment files present */
-    ss_hlc_t hlc;            /* highest persisted HLC */
-    int64_t last_sync_ms;    /* wall ms of the last drained sync, 0 never */
-    int last_error;          /* ss_err of the last failed sync, 0 none */
-    int64_t last_error_ms;   /* when */
-    uint64_t full_refusals;  /* submissions refused because the journal was full */
-    uint64_t refused;        /* changes the daemon refused (persisted count) */
-    uint64_t lost;           /* sequences lost to corruption (persisted count) */
-    uint64_t crc_failures;   /* bad regions found since open */
-    uint64_t torn_bytes;     /* bytes of torn tail truncated at open */
-    uint64_t ckpt_fallbacks; /* 1 if the newest checkpoint slot was invalid */
+    uint64_t acked;           /* highest sequence acknowledged by the daemon */
+    uint64_t next_seq;        /* sequence the next submission gets */
+    uint64_t pending;         /* next_seq - 1 - acked */
+    uint64_t used_bytes;      /* bytes of segment files */
+    uint64_t capacity;        /* configured capacity */
+    uint32_t segments;        /* segment files present */
+    ss_hlc_t hlc;             /* highest persisted HLC */
+    int64_t last_sync_ms;     /* wall ms of the last drained sync, 0 never */
+    int last_error;           /* ss_err of the last failed sync, 0 none */
+    int64_t last_error_ms;    /* when */
+    uint64_t full_refusals;   /* submissions refused because the journal was full */
+    uint64_t refused;         /* changes the daemon refused (persisted count) */
+    uint64_t lost;            /* sequences lost to corruption (persisted count) */
+    uint64_t crc_failures;    /* bad regions found since open */
+    uint64_t torn_bytes;      /* bytes of torn tail truncated at open */
+    uint64_t ckpt_fallbacks;  /* 1 if the newest checkpoint slot was invalid */
+    uint64_t missing_at_open; /* sequences below the checkpoint's next_seq that
+                                 recovery did not find (corruption, reported) */
+    uint64_t renumbered;      /* entries renumbered after a storage loss (this open) */
+    int confirmed;            /* an upstream WELCOME has seen this journal */
 } gw_journal_stats;
 
 typedef struct gw_jseg {
@@ -89,14 +116,16 @@ typedef struct gw_journal {
     int64_t last_sync_ms, last_error_ms;
     int last_error;
     uint64_t full_refusals, refused, lost;
-    uint64_t crc_failures, torn_bytes, ckpt_fallbacks;
-    int broken; /* sticky error: storage state unknown, reopen to recover */
+    uint64_t crc_failures, torn_bytes, ckpt_fallbacks, missing_at_open, renumbered;
+    uint32_t ckflags; /* GW_CKPT_F_* of the current checkpoint */
+    int broken;       /* sticky error: storage state unknown, reopen to recover */
     /* read cursor */
     fws_file *rfile;
     uint32_t rseg;   /* index of the segment rfile belongs to */
     uint64_t rfirst; /* first seq of that segment (index can shift on reclaim) */
     uint64_t roff;   /* offset of the next entry to look at */
     uint64_t rseq;   /* sequence expected at roff */
+    ss_hlc_t rhlc;   /* HLC of the entry the last successful read returned */
     uint8_t *scan;   /* scratch for recovery and resync */
     size_t scan_cap;
     int open;
@@ -140,6 +169,20 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
  * If seq >= next_seq (the daemon knows more than this journal: storage was
  * lost), next_seq becomes seq + 1. Returns 0 or SS_EIO. */
 int gw_journal_ack(gw_journal *j, uint64_t seq);
+
+/* 1 if an upstream WELCOME has confirmed this journal's numbering. */
+int gw_journal_confirmed(const gw_journal *j);
+
+/* Marks the journal confirmed (durably, before anything is sent). */
+int gw_journal_confirm(gw_journal *j);
+
+/* The upstream holds sequences up to committed, which reaches this
+ * unconfirmed journal's first pending entry: rewrites the pending entries as
+ * committed+1, ... (crash-safe, see above), then the journal is confirmed
+ * with acked = committed. Returns the number of entries renumbered, or
+ * SS_EINVAL (confirmed journal, or nothing to renumber), SS_EIO, SS_EFULL
+ * (no storage for the copy: nothing changed), SS_ENOMEM. */
+int gw_journal_renumber(gw_journal *j, uint64_t committed);
 
 /* Persists a new HLC high-water mark (e.g. after adopting the daemon's time).
  * No-op if not above the current one. */

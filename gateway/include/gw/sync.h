@@ -38,8 +38,9 @@ typedef struct gw_sync_result {
     uint64_t placeholders;       /* lost sequences sent as placeholders */
     uint64_t gaps;               /* gap rewinds */
     uint64_t pings;
-    int err;           /* 0 drained, else why the session ended */
-    char message[256]; /* operator-facing reason */
+    uint64_t renumbered; /* entries renumbered after a storage loss */
+    int err;             /* 0 drained, else why the session ended */
+    char message[256];   /* operator-facing reason */
 } gw_sync_result;
 
 /* Caller-allocated session context. */
