@@ -221,8 +221,13 @@ static int one_handshake(worker *w, char *err, size_t errcap)
         if (n > 0)
             continue; /* e.g. a server greeting: not our concern */
         int e = SSL_get_error(ssl, n);
-        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
-                                           (errno == 0 || errno == ECONNRESET))) {
+        /* A server that closes the TCP connection after our close_notify
+         * without answering it (sitesyncd does) shows as an unexpected EOF
+         * in OpenSSL 3: no alert, so it accepted us. */
+        unsigned long pe = ERR_peek_error();
+        if (e == SSL_ERROR_ZERO_RETURN ||
+            (e == SSL_ERROR_SYSCALL && pe == 0 && (errno == 0 || errno == ECONNRESET)) ||
+            (e == SSL_ERROR_SSL && ERR_GET_REASON(pe) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
             ret = 0; /* the server closed after accepting us */
         } else {
             ssl_error_text("after handshake", err, errcap);
