@@ -792,8 +792,10 @@ int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *pay
     rc = fws_append(j->shim, j->tail, hdr, sizeof(hdr));
     if (rc == 0)
         rc = fws_append(j->shim, j->tail, payload, len);
+#ifndef SS_PLANT_BUG_ACK_BEFORE_DURABLE
     if (rc == 0)
         rc = fws_sync(j->shim, j->tail);
+#endif /* PLANTED BUG, tests/sim test builds only: the entry is not synced */
     if (rc < 0) {
         /* Take the partial entry back out so the next append starts clean.
          * If even that fails the on-storage state is unknown: refuse
