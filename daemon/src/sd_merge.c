@@ -46,6 +46,10 @@ typedef struct rstate {
 /* Orders two clocks: hlc first, then origin byte-wise (as strcmp). */
 static int clock_cmp(uint64_t h1, const char *o1, size_t l1, uint64_t h2, const char *o2, size_t l2)
 {
+#ifdef SS_PLANT_BUG_INVERTED_LWW /* PLANTED BUG, tests/sim test builds only */
+    if (h1 != h2)
+        return h1 < h2 ? 1 : -1;
+#endif
     if (h1 != h2)
         return h1 < h2 ? -1 : 1;
     size_t m = l1 < l2 ? l1 : l2;
@@ -775,7 +779,11 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
             return rc;
         out->counts.received++;
 
+#ifdef SS_PLANT_BUG_SKIP_DEDUPE /* PLANTED BUG, tests/sim test builds only: off by one */
+        if (seq < committed) {
+#else
         if (seq <= committed) {
+#endif
             uint8_t prev[SD_HASH_LEN];
             rc = stored_chash(s, env->origin, seq, prev);
             if (rc < 0)
