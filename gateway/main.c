@@ -411,6 +411,7 @@ static int cmd_submit(prog *p, const char *cmd, int argc, char **argv, int i)
 typedef struct syncer {
     gw_tls tls;
     gw_sync sync;
+    gw_signer signer;
     char host[256];
     uint16_t port;
 } syncer;
@@ -419,6 +420,7 @@ static int syncer_setup(prog *p, syncer *s)
 {
     gw_tls_init(&s->tls);
     gw_sync_init(&s->sync);
+    gw_signer_init(&s->signer);
     if (!p->cfg.server[0] || gw_parse_hostport(p->cfg.server, s->host, sizeof(s->host), &s->port)) {
         fprintf(stderr, "sitesync-gw: server: want HOST:PORT, got \"%s\"\n", p->cfg.server);
         return EXIT_USAGE;
@@ -443,11 +445,19 @@ static int syncer_setup(prog *p, syncer *s)
         fprintf(stderr, "sitesync-gw: sync setup: %s\n", ss_strerror(rc));
         return EXIT_USAGE;
     }
+    /* Every envelope is signed by this gateway's key, whatever the path. */
+    rc = gw_signer_setup(&s->signer, &p->shim, p->cert_pem, p->key_pem);
+    if (rc < 0) {
+        fprintf(stderr, "sitesync-gw: signing key: %s (see the log line above)\n", ss_strerror(rc));
+        return EXIT_USAGE;
+    }
+    s->sync.signer = &s->signer;
     return 0;
 }
 
 static void syncer_free(syncer *s)
 {
+    gw_signer_free(&s->signer);
     gw_sync_free(&s->sync);
     gw_tls_free(&s->tls);
 }

@@ -12,6 +12,7 @@
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
+#include "proto/relay.h"
 
 #define RX_CHUNK 4096
 #define SOFTWARE "sitesync-gw 0.1.0"
@@ -172,6 +173,9 @@ static int send_batch(sess *x)
     size_t limit = (size_t)x->max_frame + SS_FRAME_HEADER_LEN;
     if (limit > x->s->buf_cap)
         limit = x->s->buf_cap;
+    /* Room for the signature trailer (the certificate and the signature). */
+    size_t reserve = x->s->signer ? gw_sign_reserve(x->s->signer) : 0;
+    limit -= reserve;
     size_t body = SS_FRAME_HEADER_LEN + hl, pos = body;
     uint64_t first = x->next_send, seq = first, next = gw_journal_next_seq(x->j);
     uint32_t count = 0;
@@ -215,7 +219,16 @@ static int send_batch(sess *x)
                                       (uint32_t)body_len, 0);
     if (rc < 0)
         return fail(x, rc, "envelope header: %s", ss_strerror(rc));
-    rc = ss_frame_write_header(buf, SS_FRAME_BATCH, 0, (uint32_t)(hl + body_len));
+    size_t env_len = hl + body_len;
+    if (x->s->signer) {
+        rc =
+            gw_sign_envelope(x->s->signer, buf + SS_FRAME_HEADER_LEN, env_len, x->s->buf_cap - pos);
+        if (rc < 0)
+            return fail(x, rc, "cannot sign the envelope: %s", ss_strerror(rc));
+        env_len += (size_t)rc;
+        pos += (size_t)rc;
+    }
+    rc = ss_frame_write_header(buf, SS_FRAME_BATCH, 0, (uint32_t)env_len);
     if (rc < 0)
         return fail(x, rc, "frame header: %s", ss_strerror(rc));
     rc = x->st->ops->send(x->st->ctx, buf, pos, x->s->cfg.io_timeout_ms);
@@ -507,7 +520,8 @@ int gw_sync_session(gw_sync *s, gw_node *n, gw_stream *st, gw_sync_result *res)
     x->st = st;
     x->res = res;
     x->last_rx = fws_mono_ms(n->shim);
-    size_t need = (size_t)n->journal.cfg.entry_max + ss_envelope_header_len(n->ident.node) + 64;
+    size_t need = (size_t)n->journal.cfg.entry_max + ss_envelope_header_len(n->ident.node) + 64 +
+                  (s->signer ? gw_sign_reserve(s->signer) : 0);
     int rc;
     if (need > s->cfg.max_frame)
         rc = fail(x, SS_ECONFIG, "max_frame %u is too small for entry_max %u", s->cfg.max_frame,

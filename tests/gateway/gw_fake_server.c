@@ -8,10 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/x509_crt.h>
+
+#include "gw/tls.h"
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
 #include "proto/msg.h"
+#include "proto/relay.h"
 
 static void violation(fake_server *s, const char *what)
 {
@@ -58,6 +64,83 @@ void fake_server_stop(fake_server *s)
     memset(s->raw, 0, sizeof(s->raw));
     free(s->rej);
     s->rej = NULL;
+    if (s->pinned_set)
+        mbedtls_x509_crt_free(&s->pinned);
+    s->pinned_set = 0;
+}
+
+int fake_server_pin(fake_server *s, const char *cert_pem)
+{
+    mbedtls_x509_crt_init(&s->pinned);
+    s->pinned_set = 1;
+    if (mbedtls_x509_crt_parse(&s->pinned, (const unsigned char *)cert_pem, strlen(cert_pem) + 1))
+        return -1;
+    s->require_sig = 1;
+    return 0;
+}
+
+static int shim_rng(void *arg, unsigned char *out, size_t len)
+{
+    return fws_entropy(arg, out, len) == 0 ? 0 : -1;
+}
+
+int fake_make_cert(const fws *shim, const char *node, char *key_pem, size_t key_cap, char *cert_pem,
+                   size_t cert_cap)
+{
+    char csr[4096], name[96];
+    mbedtls_pk_context pk;
+    mbedtls_x509write_cert w;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_mpi serial;
+    int rc = -1;
+    mbedtls_pk_init(&pk);
+    mbedtls_x509write_crt_init(&w);
+    mbedtls_ctr_drbg_init(&drbg);
+    mbedtls_mpi_init(&serial);
+    if (gw_enroll_make(shim, node, key_pem, key_cap, csr, sizeof(csr)) != 0 ||
+        mbedtls_pk_parse_key(&pk, (const unsigned char *)key_pem, strlen(key_pem) + 1, NULL, 0) ||
+        mbedtls_ctr_drbg_seed(&drbg, shim_rng, (void *)shim, NULL, 0) ||
+        mbedtls_mpi_lset(&serial, 7))
+        goto out;
+    snprintf(name, sizeof(name), "CN=%s", node);
+    mbedtls_x509write_crt_set_subject_key(&w, &pk);
+    mbedtls_x509write_crt_set_issuer_key(&w, &pk);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    if (mbedtls_x509write_crt_set_subject_name(&w, name) ||
+        mbedtls_x509write_crt_set_issuer_name(&w, name) ||
+        mbedtls_x509write_crt_set_serial(&w, &serial) ||
+        mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231235959") ||
+        mbedtls_x509write_crt_pem(&w, (unsigned char *)cert_pem, cert_cap, mbedtls_ctr_drbg_random,
+                                  &drbg))
+        goto out;
+    rc = 0;
+out:
+    mbedtls_mpi_free(&serial);
+    mbedtls_ctr_drbg_free(&drbg);
+    mbedtls_x509write_crt_free(&w);
+    mbedtls_pk_free(&pk);
+    return rc;
+}
+
+/* The daemon's origin-signature check, with mbed TLS: the certificate must be
+ * the pinned one and the signature must cover the signed region. */
+static int check_signature(fake_server *s, const ss_envelope *env)
+{
+    ss_sig sig;
+    uint8_t hash[32];
+    if (!(env->flags & SS_ENV_FLAG_SIGNED))
+        return s->require_sig ? SS_ESIG : 0;
+    if (ss_sig_parse(env, &sig) < 0)
+        return SS_ESIG;
+    if (!s->pinned_set || sig.cert_len != s->pinned.raw.len ||
+        memcmp(sig.cert, s->pinned.raw.p, sig.cert_len) != 0)
+        return SS_ECERT;
+    if (mbedtls_sha256_ret(env->signed_bytes, env->signed_len, hash, 0) != 0 ||
+        mbedtls_pk_verify(&s->pinned.pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig.sig,
+                          sig.sig_len) != 0)
+        return SS_ESIG;
+    s->verified++;
+    return 0;
 }
 
 static void queue_msg(fake_server *s, fake_conn *c, const ss_msg *m)
@@ -82,10 +165,22 @@ static void queue_error(fake_server *s, fake_conn *c, int code, uint64_t resume,
     queue_msg(s, c, &m);
 }
 
+int fake_server_verify(fake_server *s, const uint8_t *buf, size_t len)
+{
+    ss_envelope env;
+    int rc = ss_envelope_parse(buf, len, &env);
+    return rc < 0 ? rc : check_signature(s, &env);
+}
+
 static void handle_batch(fake_server *s, fake_conn *c, const ss_frame *f)
 {
     ss_envelope env;
     s->envelopes++;
+    if (s->flip_next_batch && f->len > 40) {
+        /* An on-path alteration: the frame buffer is the decoder's own. */
+        ((uint8_t *)f->payload)[f->len / 3] ^= 0x04;
+        s->flip_next_batch = 0;
+    }
     if (ss_envelope_parse(f->payload, f->len, &env) < 0) {
         s->protocol_errors++;
         violation(s, "gateway sent an unparsable envelope");
@@ -96,6 +191,14 @@ static void handle_batch(fake_server *s, fake_conn *c, const ss_frame *f)
     if (strcmp(env.origin, c->node) != 0 || strcmp(env.origin, s->origin) != 0) {
         violation(s, "envelope origin is not the gateway's node");
         queue_error(s, c, SS_EROLE, 0, "origin");
+        c->close_after_flush = 1;
+        return;
+    }
+    int src = check_signature(s, &env);
+    if (src < 0) {
+        /* Refused as a whole: nothing applied, the sequence not consumed. */
+        s->bad_signatures++;
+        queue_error(s, c, src, 0, "origin signature refused");
         c->close_after_flush = 1;
         return;
     }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mbedtls/x509_crt.h>
+
 #include "fws/fws.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
@@ -44,7 +46,28 @@ typedef struct fake_server {
     ss_reject *rej;            /* refusals owed in the next ACK */
     int nrej;
     char failure[256]; /* first invariant violation seen, "" if none */
+    /* Origin signatures: with require_sig, every envelope must be SIGNED by
+     * the pinned certificate (fake_server_pin) over its signed region, else
+     * ERROR bad_signature and the connection closes (nothing applied). */
+    int require_sig;
+    mbedtls_x509_crt pinned;
+    int pinned_set;
+    uint64_t bad_signatures, verified;
+    int flip_next_batch; /* flips one body byte of the next BATCH on arrival */
 } fake_server;
+
+/* The signature check alone, on envelope bytes: 0, or SS_ESIG / SS_ECERT /
+ * the envelope parse error. */
+int fake_server_verify(fake_server *s, const uint8_t *env, size_t len);
+
+/* Pins the origin's certificate (PEM) for signature checks and turns them
+ * on. Returns 0 or -1. */
+int fake_server_pin(fake_server *s, const char *cert_pem);
+
+/* Makes an ECDSA P-256 key and a self-signed certificate for node (PEM,
+ * NUL-terminated) with mbed TLS, entropy from the shim. Returns 0 or -1. */
+int fake_make_cert(const fws *shim, const char *node, char *key_pem, size_t key_cap, char *cert_pem,
+                   size_t cert_cap);
 
 /* Listens on the sim network (port 0: pick). Returns 0 or a shim error. */
 int fake_server_start(fake_server *s, const fws *shim, const char *origin);

@@ -14,6 +14,7 @@
 #include "gw/node.h"
 #include "gw/sync.h"
 #include "gw_fake_server.h"
+#include "proto/envelope.h"
 #include "proto/err.h"
 #include "ss_test.h"
 
@@ -31,6 +32,8 @@ typedef struct world {
     gw_sync_config sc;
     gw_sync sync;
     gw_sync_result last;
+    gw_signer signer;
+    char key_pem[2048], cert_pem[4096];
 } world;
 
 static int large(void)
@@ -71,6 +74,20 @@ static void world_new(world *w, uint64_t seed)
     w->sc.io_timeout_ms = 10000;
     w->sc.handshake_timeout_ms = 5000;
     ASSERT_EQ(gw_sync_setup(&w->sync, &w->sc), 0);
+    gw_signer_init(&w->signer);
+}
+
+/* Every envelope signed by the gateway's key and verified by the fake
+ * daemon (the long power-cut loops leave it off: they test storage, and
+ * ECDSA on every envelope of thousands of runs would cost minutes). */
+static void world_sign(world *w)
+{
+    ASSERT_EQ(fake_make_cert(&w->gshim, NODE, w->key_pem, sizeof(w->key_pem), w->cert_pem,
+                             sizeof(w->cert_pem)),
+              0);
+    ASSERT_EQ(gw_signer_setup(&w->signer, &w->gshim, w->cert_pem, w->key_pem), 0);
+    ASSERT_EQ(fake_server_pin(w->srv, w->cert_pem), 0);
+    w->sync.signer = &w->signer;
 }
 
 static int node_open(world *w)
@@ -89,6 +106,7 @@ static void world_free(world *w)
     if (w->node_open)
         gw_node_free(&w->node);
     gw_sync_free(&w->sync);
+    gw_signer_free(&w->signer);
     fake_server_stop(w->srv);
     free(w->srv);
     fws_sim_destroy(w->gsim);
@@ -181,6 +199,7 @@ TEST(workload_syncs_everything_once)
 {
     world w;
     world_new(&w, 1);
+    world_sign(&w);
     ASSERT_EQ(node_open(&w), 0);
     int n = large() ? 3000 : 600;
     int *ok = calloc((size_t)n, sizeof(int));
@@ -199,6 +218,8 @@ TEST(workload_syncs_everything_once)
     gw_journal_stats_get(&w.node.journal, &st);
     ASSERT_EQ(st.segments, 0); /* everything reclaimed */
     ASSERT_GT(w.srv->envelopes, (uint64_t)n / 8);
+    ASSERT_U64_EQ(w.srv->verified, w.srv->envelopes); /* every envelope signed */
+    ASSERT_EQ(w.srv->bad_signatures, 0);
     /* The HLC never runs behind the daemon's time. */
     ASSERT_GE(gw_journal_hlc(&w.node.journal), ss_hlc_make((uint64_t)fws_wall_ms(&w.gshim) - 1, 0));
     free(ok);
@@ -543,6 +564,8 @@ static void new_flash(world *w, uint64_t seed)
 static void offline_after_loss(world *w, uint64_t seed)
 {
     world_new(w, seed);
+    if (seed == 62)
+        world_sign(w);
     ASSERT_EQ(node_open(w), 0);
     ss_verr err;
     for (int i = 0; i < 5; i++)
@@ -624,6 +647,65 @@ TEST(power_cut_at_every_op_of_renumbering_sync)
         check_offline_after_loss(&w);
         world_free(&w);
     }
+}
+
+/* An envelope the gateway signed: flipping any byte of it, or stripping the
+ * signature, makes the daemon's check fail. */
+TEST(signed_envelope_every_flipped_byte_refused)
+{
+    world w;
+    world_new(&w, 90);
+    world_sign(&w);
+    static uint8_t env[8192];
+    const char body[] = "[{\"seq\":1,\"hlc\":\"0194a8f1c2d00000\",\"collection\":\"site_status\","
+                        "\"key\":\"site-a\",\"site\":\"site-a\",\"op\":\"update\","
+                        "\"fields\":{\"alert_level\":\"high\"}}]";
+    int hl = ss_envelope_write_header(env, sizeof(env), NODE, 1, 1, sizeof(body) - 1, 0);
+    ASSERT_GT(hl, 0);
+    memcpy(env + hl, body, sizeof(body) - 1);
+    size_t signed_len = (size_t)hl + sizeof(body) - 1;
+    int tl = gw_sign_envelope(&w.signer, env, signed_len, sizeof(env) - signed_len);
+    ASSERT_GT(tl, 0);
+    size_t total = signed_len + (size_t)tl;
+    ASSERT_EQ(fake_server_verify(w.srv, env, total), 0);
+    for (size_t i = 0; i < total; i++) {
+        for (int bit = 0; bit < 8; bit += 5) {
+            env[i] ^= (uint8_t)(1u << bit);
+            if (fake_server_verify(w.srv, env, total) == 0)
+                SS_TEST_FAIL("byte %zu bit %d flipped and still verified", i, bit);
+            env[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    ASSERT_EQ(fake_server_verify(w.srv, env, total), 0);
+    /* Stripped: the flag cleared and the trailer cut is an unsigned envelope. */
+    env[1] = 0;
+    ASSERT_EQ(fake_server_verify(w.srv, env, signed_len), SS_ESIG);
+    world_free(&w);
+}
+
+/* A byte changed on the way: the daemon refuses the envelope (nothing
+ * applied, the sequence not consumed), the session ends, the retry delivers
+ * everything exactly once. */
+TEST(tampered_batch_refused_then_delivered)
+{
+    world w;
+    world_new(&w, 91);
+    world_sign(&w);
+    ASSERT_EQ(node_open(&w), 0);
+    ss_verr err;
+    int ok[20];
+    for (int i = 0; i < 20; i++) {
+        ASSERT_EQ(submit(&w, i, &err), 0);
+        ok[i] = 1;
+    }
+    w.srv->flip_next_batch = 1;
+    ASSERT_EQ(sync_once(&w), SS_ESIG);
+    ASSERT_U64_EQ(w.srv->bad_signatures, 1);
+    drain(&w);
+    check_exactly_once(&w, ok, 20);
+    ASSERT_U64_EQ(w.srv->applied, 20);
+    ASSERT_EQ(w.srv->bad_signatures, 1);
+    world_free(&w);
 }
 
 TEST(site_not_in_certificate_refused_at_submission)
@@ -715,13 +797,15 @@ SS_TEST_MAIN(
     SS_TEST_ENTRY(workload_syncs_everything_once) SS_TEST_ENTRY(hlc_adopts_daemon_time_ahead)
         SS_TEST_ENTRY(power_cut_at_every_op) SS_TEST_ENTRY(second_power_cut_during_recovery)
             SS_TEST_ENTRY(link_cut_every_byte_client_to_server)
-                SS_TEST_ENTRY(link_cut_every_byte_server_to_client)
-                    SS_TEST_ENTRY(full_journal_refuses_then_sync_frees_space)
-                        SS_TEST_ENTRY(refused_changes_recorded_not_retried) SS_TEST_ENTRY(
-                            bit_flip_detected_reported_never_applied)
-                            SS_TEST_ENTRY(lost_storage_resumes_after_committed) SS_TEST_ENTRY(
-                                lost_storage_offline_entries_renumbered)
-                                SS_TEST_ENTRY(power_cut_at_every_op_of_renumbering_sync)
+                SS_TEST_ENTRY(link_cut_every_byte_server_to_client) SS_TEST_ENTRY(
+                    full_journal_refuses_then_sync_frees_space)
+                    SS_TEST_ENTRY(refused_changes_recorded_not_retried) SS_TEST_ENTRY(
+                        bit_flip_detected_reported_never_applied)
+                        SS_TEST_ENTRY(lost_storage_resumes_after_committed) SS_TEST_ENTRY(
+                            lost_storage_offline_entries_renumbered)
+                            SS_TEST_ENTRY(power_cut_at_every_op_of_renumbering_sync) SS_TEST_ENTRY(
+                                signed_envelope_every_flipped_byte_refused)
+                                SS_TEST_ENTRY(tampered_batch_refused_then_delivered)
                                     SS_TEST_ENTRY(site_not_in_certificate_refused_at_submission)
                                         SS_TEST_ENTRY(keepalive_ping_while_daemon_slow)
                                             SS_TEST_ENTRY(stop_request_ends_session_without_loss)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "gw/node.h"
+#include "gw/sign.h"
 #include "gw/transport.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
@@ -55,6 +56,10 @@ typedef struct gw_sync {
      * session sends no new BATCH, waits for the ACKs of those in flight (at
      * most io_timeout_ms), says BYE and returns SS_ESHUTDOWN. */
     const volatile sig_atomic_t *stop;
+    /* The origin signer: every envelope is signed with it (the program
+     * always sets it; NULL sends unsigned envelopes, for tests of that
+     * path only: the daemon refuses them by default). Not owned. */
+    gw_signer *signer;
     int setup_done;
 } gw_sync;
 
