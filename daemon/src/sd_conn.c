@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
@@ -33,6 +34,8 @@ struct sd_conn {
     uv_shutdown_t shutdown_req;
     sd_server *srv;
     sd_conn *prev, *next;
+    sd_conn *hs_prev, *hs_next; /* the server's handshake queue */
+    int in_hs;
     sd_conn *dirty_next;
     int in_dirty;
     uint64_t id;
@@ -136,6 +139,37 @@ static void unlink_dirty(sd_conn *c)
     c->in_dirty = 0;
 }
 
+/* The handshake queue: connections not yet authenticated, in accept order. */
+static void hs_push(sd_conn *c)
+{
+    sd_server *s = c->srv;
+    c->hs_prev = s->hs_tail;
+    c->hs_next = NULL;
+    if (s->hs_tail)
+        s->hs_tail->hs_next = c;
+    else
+        s->hs_head = c;
+    s->hs_tail = c;
+    c->in_hs = 1;
+}
+
+static void hs_unlink(sd_conn *c)
+{
+    sd_server *s = c->srv;
+    if (!c->in_hs)
+        return;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        s->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        s->hs_tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    c->in_hs = 0;
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void conn_free(sd_conn *c)
@@ -234,6 +268,8 @@ void sd__conn_abort(sd_conn *c, const char *reason)
     if (c->state == SD_CONN_CLOSING)
         return;
     c->state = SD_CONN_CLOSING;
+    c->srv->nlive--;
+    hs_unlink(c);
     char q[300];
     sd_log_write(c->srv->log, c->quiet ? SD_LOG_DEBUG : SD_LOG_INFO, "conn_close",
                  "conn=%llu peer=%s addr=%s reason=%s received=%llu applied=%llu duplicate=%llu "
@@ -268,7 +304,7 @@ static void on_write(uv_write_t *req, int status)
 /* Moves whatever OpenSSL produced to the socket. */
 static void flush_out(sd_conn *c)
 {
-    if (sd__conn_dead(c))
+    if (sd__conn_dead(c) || !c->tls.ssl)
         return;
     size_t n;
     while ((n = BIO_ctrl_pending(c->tls.wbio)) > 0) {
@@ -382,7 +418,8 @@ static void conn_finish(sd_conn *c, const char *reason)
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
-    SSL_shutdown(c->tls.ssl);
+    if (c->tls.ssl)
+        SSL_shutdown(c->tls.ssl);
     ERR_clear_error();
     flush_out(c);
     if (sd__conn_dead(c))
@@ -525,6 +562,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->bytes_in += (uint64_t)nread;
+    if (!c->tls.ssl && sd_tls_conn_setup(&c->tls, c->srv->ctx) != 0) {
+        set_error(c, "%s%s", "out of memory", "");
+        sd__conn_abort(c, "no_memory");
+        return;
+    }
     if (BIO_write(c->tls.rbio, buf->base, (int)nread) != (int)nread) {
         sd__conn_abort(c, "no_memory");
         return;
@@ -952,6 +994,7 @@ static void handshake_done(sd_conn *c)
     memcpy(c->peer.serial, serial, sizeof serial);
     c->have_peer = 1;
     c->state = SD_CONN_HELLO;
+    hs_unlink(c); /* authenticated: no longer evictable */
     SD_INFO(c->srv->log, "tls_ok", "conn=%llu peer=%s role=%s addr=%s version=%s cipher=%s fp=%s",
             (unsigned long long)c->id, c->peer.ident.node, ss_role_name(c->peer.ident.role),
             c->peer.addr, SSL_get_version(c->tls.ssl), SSL_get_cipher_name(c->tls.ssl), fp);
@@ -1108,6 +1151,37 @@ void sd__conn_recheck(sd_conn *c)
     fail_close(c, rc, why, NULL, 0);
 }
 
+/* The connection to close when max_connections is reached: among the
+ * oldest few still in the handshake, the one that has sent the fewest bytes
+ * (read, or waiting in its socket), the oldest of those on a tie. A silent
+ * slowloris or a flood's dead socket has sent nothing, a trickling one a
+ * few bytes; an honest client sends its whole ClientHello (hundreds of
+ * bytes) at once, so it is passed over even when an attacker's reconnect
+ * churn makes it one of the oldest. Bounded work: at most SD_EVICT_SCAN
+ * candidates, one ioctl each. */
+#define SD_EVICT_SCAN 16
+static sd_conn *evict_victim(sd_server *s)
+{
+    sd_conn *best = s->hs_head;
+    uint64_t best_bytes = UINT64_MAX;
+    int k = 0;
+    for (sd_conn *c = s->hs_head; c && k < SD_EVICT_SCAN; c = c->hs_next, k++) {
+        uint64_t sent = c->bytes_in;
+        uv_os_fd_t fd;
+        int avail = 0;
+        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &avail) == 0 &&
+            avail > 0)
+            sent += (uint64_t)avail;
+        if (sent < best_bytes) {
+            best = c;
+            best_bytes = sent;
+            if (sent == 0)
+                break; /* nothing can be fewer */
+        }
+    }
+    return best;
+}
+
 void sd__conn_accept(sd_server *s)
 {
     sd_conn *c = calloc(1, sizeof *c);
@@ -1132,6 +1206,7 @@ void sd__conn_accept(sd_server *s)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    s->nlive++;
 
     int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
@@ -1169,18 +1244,39 @@ void sd__conn_accept(sd_server *s)
         sd__conn_abort(c, "bad_handshakes");
         return;
     }
-    if (s->draining || s->nconns > s->cfg->max_connections) {
+    if (!s->draining && s->nlive > s->cfg->max_connections && s->hs_head) {
+        /* Full. A connection still in its TLS handshake makes way (see
+         * evict_victim): without this a few thousand slowloris or dead
+         * sockets would lock every gateway out until their handshake
+         * deadline. Authenticated sessions are never evicted. */
+        sd_conn *old = evict_victim(s);
+        old->quiet = 1;
+        set_error(old, "%s%s", "evicted: max_connections reached while in the handshake", "");
+        sd__conn_abort(old, "evicted");
+        s->evicted++;
+        uint64_t now = uv_now(s->loop);
+        if (s->evicted_logged == 0 || now - s->evict_warn_ms >= 1000) {
+            /* One warning a second at most, with the count since the last. */
+            SD_WARN(s->log, "conn_evicted",
+                    "reason=max_connections max=%llu evicted=%llu since_last=%llu",
+                    (unsigned long long)s->cfg->max_connections, (unsigned long long)s->evicted,
+                    (unsigned long long)(s->evicted - s->evicted_logged));
+            s->evicted_logged = s->evicted;
+            s->evict_warn_ms = now;
+        }
+    }
+    if (s->draining || s->nlive > s->cfg->max_connections) {
         SD_WARN(s->log, "conn_refused", "addr=%s reason=%s live=%zu max=%llu", c->peer.addr,
-                s->draining ? "shutting_down" : "max_connections", s->nconns - 1,
+                s->draining ? "shutting_down" : "max_connections", s->nlive - 1,
                 (unsigned long long)s->cfg->max_connections);
         sd__conn_abort(c, s->draining ? "shutting_down" : "max_connections");
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (sd_tls_conn_setup(&c->tls, s->ctx) != 0) {
-        sd__conn_abort(c, "no_memory");
-        return;
-    }
+    /* The SSL object is made when the first byte arrives (on_read): a
+     * connection that never speaks (a flood of connects, a silent
+     * slowloris) costs a descriptor and this struct, not a TLS context. */
+    hs_push(c);
     SD_DEBUG(s->log, "conn_open", "conn=%llu addr=%s", (unsigned long long)c->id, c->peer.addr);
     /* Absolute: trickling bytes does not extend it. */
     uv_timer_start(&c->timer, on_deadline, s->cfg->handshake_timeout_ms, 0);

@@ -19,6 +19,12 @@
 
 #define SD_READ_BUF  65536
 #define SD_PLAIN_BUF 16384
+/* Completed connections the kernel queues for accept (capped by
+ * net.core.somaxconn). Large, so that a burst of connects (a flood, or every
+ * gateway of a region reconnecting after an outage) is absorbed while the
+ * loop is busy instead of dropping SYNs, which costs an honest client a
+ * one-second retransmission. */
+#define SD_LISTEN_BACKLOG 4096
 /* How long a closing session may take to flush its last frames. */
 #define SD_LINGER_MS 2000
 
@@ -85,7 +91,18 @@ struct sd_server {
     int closed_handles;
 
     sd_conn *conns; /* all live sessions, doubly linked */
-    size_t nconns;
+    /* Sessions still in the TLS handshake, oldest first: when
+     * max_connections is reached, the oldest of them makes way for a new
+     * connection (see sd__conn_accept). */
+    sd_conn *hs_head, *hs_tail;
+    uint64_t evicted, evicted_logged, evict_warn_ms;
+    size_t nconns; /* session objects not yet freed (closing ones too) */
+    /* Sessions not closing: what max_connections limits. A closing session
+     * has already given its descriptor back (uv_close closes the socket at
+     * once) and is only waiting for its callbacks; counting it would let a
+     * burst of dead connections (a flood of connect-and-reset drained from
+     * the backlog in one turn) refuse honest peers. */
+    size_t nlive;
     sd_conn *dirty; /* sessions with ACKs to send or work to resume */
     uint64_t next_id;
 

@@ -140,6 +140,12 @@ int sd__penalty_fail(sd_penalty *p, const sd_addr_key *k, uint64_t now, uint64_t
         e->key = *k;
         e->window_start = now;
     }
+    if (now < e->until) {
+        /* Handshakes accepted just before the penalty began still fail
+         * after it: the address is refused already, nothing to count. */
+        e->last = now;
+        return 0;
+    }
     if (!live(p, e, now) || now - e->window_start >= p->window_ms) {
         /* A fresh window (an expired entry keeps its slot). */
         e->window_start = now;

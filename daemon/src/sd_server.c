@@ -186,7 +186,7 @@ int sd_server_start(sd_server *s, char *err, size_t errcap)
     s->started = 1;
     int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+        rc = uv_listen((uv_stream_t *)&s->listener, SD_LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         snprintf(err, errcap, "listen %s: %s", s->cfg->listen, uv_strerror(rc));
         return SS_EIO;

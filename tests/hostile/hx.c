@@ -194,17 +194,20 @@ static void *swarm_main(void *arg)
     long reconnects = 0;
     for (int i = 0; i < s->n; i++)
         slots[i].fd = -1;
-    int next_new = 0; /* the first wave is spread out so the backlog keeps up */
+    int next_new = 0; /* sockets started so far in the first wave */
+    int64_t start = mono_ms();
     while (!s->stop) {
         int64_t now = mono_ms();
+        int64_t due = s->spread_ms > 0 ? (now - start) * s->n / s->spread_ms + 1 : s->n;
         if (s->track) {
             if (s->held_turns == 0 || s->established < s->min_held)
                 s->min_held = s->established;
             s->held_sum += s->established;
             s->held_turns++;
         }
-        /* (Re)connect: up to 64 new sockets per turn in the first wave. */
-        for (int k = 0; k < 64 && next_new < s->n; k++, next_new++)
+        /* The first wave, at its pace (and at most 64 per turn so that the
+         * listen backlog keeps up); then replacements. */
+        for (int k = 0; k < 64 && next_new < s->n && next_new < due; k++, next_new++)
             if (swarm_connect(s, &slots[next_new]) != 0)
                 s->connect_failed++;
         for (int i = 0; i < next_new; i++) {
@@ -284,14 +287,17 @@ static void *swarm_main(void *arg)
     return NULL;
 }
 
-void hx_swarm_start(hx_swarm *s, int port, int n, int trickle_ms, const char *src)
+void hx_swarm_start(hx_swarm *s, int port, int n, int trickle_ms, int spread_ms, const char *src)
 {
     memset(s, 0, sizeof *s);
     s->port = port;
     s->n = n;
     s->trickle_ms = trickle_ms;
+    s->spread_ms = spread_ms;
     s->src = src;
-    s->max_reconnects = 20 * n;
+    /* A bound, not a pace: against a full daemon that evicts, the swarm's
+     * own reconnects evict each other and churn fast. */
+    s->max_reconnects = 100 * n;
     s->hello_len = hx_client_hello(s->hello, sizeof s->hello);
     ASSERT_EQ(pthread_create(&s->thread, NULL, swarm_main, s), 0);
 }

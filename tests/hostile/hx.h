@@ -42,6 +42,7 @@ typedef struct hx_swarm {
     int port;
     int n;           /* sockets held open */
     int trickle_ms;  /* interval between two bytes of a trickling socket */
+    int spread_ms;   /* the first connects are spread over this long */
     const char *src; /* source address, NULL: any */
     int max_reconnects;
     uint8_t hello[2048];
@@ -62,8 +63,10 @@ typedef struct hx_swarm {
 
 /* Starts n sockets against 127.0.0.1:port: the even ones connect and stay
  * silent, the odd ones send a ClientHello one byte every trickle_ms. A socket
- * the daemon closes is replaced (at most max_reconnects times in all). */
-void hx_swarm_start(hx_swarm *s, int port, int n, int trickle_ms, const char *src);
+ * the daemon closes is replaced (at most max_reconnects times in all). The
+ * first connects are spread evenly over spread_ms, as independent attackers'
+ * would be, so that the daemon's deadline does not cut them all at once. */
+void hx_swarm_start(hx_swarm *s, int port, int n, int trickle_ms, int spread_ms, const char *src);
 /* Waits up to timeout_ms for `established` to reach want; returns it. */
 int hx_swarm_wait(hx_swarm *s, int want, int timeout_ms);
 void hx_swarm_stop(hx_swarm *s);

@@ -65,9 +65,77 @@ static void print_result(const char *what, const hx_result *r)
 
 /* ---- slowloris --------------------------------------------------------- */
 
+/* One measurement: the honest workload before, under and after the
+ * attack. Returns 1 if the p99 under attack is within the bound. */
+static int slowloris_round(tc_env *e, tc_daemon *d, const hx_workload *w, int n, int round)
+{
+    hx_result base, att, base2;
+    hx_run_workload(e, d->port, w, &base);
+    print_result("baseline (no attackers)", &base);
+    int fds0 = hx_proc_fds(d->pid);
+
+    hx_swarm sw;
+    hx_swarm_start(&sw, d->port, n, 200, 1500, NULL);
+    ASSERT_GE(hx_swarm_wait(&sw, n, 30000), n);
+    /* The daemon holds them all (one descriptor each), not just the
+     * kernel's backlog. */
+    int fds = hx_proc_fds(d->pid);
+    for (int i = 0; i < 200 && fds < fds0 + n * 9 / 10; i++) {
+        hx_sleep_ms(20);
+        fds = hx_proc_fds(d->pid);
+    }
+    ASSERT_GE(fds, fds0 + n * 9 / 10);
+    /* The first sockets reach the deadline 2 s after they connected, the
+     * last ones 1.5 s later: the honest run falls in that steady churn. */
+    hx_sleep_ms(500);
+    long cut0 = sw.cut;
+    sw.track = 1;
+    hx_run_workload(e, d->port, w, &att);
+    sw.track = 0;
+    long cut_during = sw.cut - cut0;
+    hx_swarm_stop(&sw);
+    char label[96];
+    snprintf(label, sizeof label, "under attack (%d slowloris)", n);
+    print_result(label, &att);
+    printf("slowloris: %d sockets (half silent, half trickling a ClientHello at 1 byte/200 ms, "
+           "connected over 1.5 s, deadline 2 s); held %d..%.0f (min..mean) during the honest "
+           "run, daemon fds %d at the start (idle %d); attacker connects=%ld, cut by the "
+           "deadline=%ld (%ld during the honest run), connect_failed=%ld, trickled %ld bytes\n",
+           n, sw.min_held, hx_swarm_mean_held(&sw), fds, fds0, sw.connects, sw.cut, cut_during,
+           sw.connect_failed, sw.bytes_sent);
+    /* The attack was on throughout: nearly all sockets held on average (a
+     * cut socket is away for as long as the swarm takes to replace it). */
+    ASSERT_GE(hx_swarm_mean_held(&sw), n * 0.85);
+    ASSERT_GT(cut_during, 0);
+    ASSERT(tc_daemon_alive(d));
+    /* Every attacker's session is gone: descriptors back to the idle count. */
+    int after = hx_wait_fds_at_most(d->pid, fds0 + 2, 15000);
+    ASSERT_LE(after, fds0 + 2);
+    /* The baseline again, after the attack: the machine's other load
+     * drifts, and the larger of the two attack-free measurements is the
+     * fair reference. */
+    hx_run_workload(e, d->port, w, &base2);
+    print_result("baseline again (attack over)", &base2);
+    double ref = base.p99 > base2.p99 ? base.p99 : base2.p99;
+    /* Twice the baseline p99, with a 20 ms floor under the baseline so that
+     * a fast machine's scheduling jitter on a short session is not read as
+     * an effect of the attack. */
+    double floor_ms = 20.0;
+    double bound = 2.0 * (ref > floor_ms ? ref : floor_ms);
+    int ok = att.p99 <= bound;
+    printf("slowloris round %d: p99 baseline %.1f ms (before) %.1f ms (after), under attack "
+           "%.1f ms, bound %.1f ms: %s\n",
+           round, base.p99, base2.p99, att.p99, bound, ok ? "within" : "OVER");
+    fflush(stdout);
+    hx_result_free(&base);
+    hx_result_free(&att);
+    hx_result_free(&base2);
+    return ok;
+}
+
 TEST(slowloris)
 {
-    int n = hx_scale(1000, 400);
+    int n = 1000;
     hx_need_fds(n + 256);
     tc_env e;
     tc_daemon d;
@@ -79,60 +147,81 @@ TEST(slowloris)
     const char *extra[] = { "--handshake-timeout-ms", "2000", NULL };
     tc_daemon_start(&e, &d, extra);
     hx_workload w = { 10, hx_scale(20, 10), 3, 20 };
-    hx_result warm, base, att;
+    hx_result warm;
     hx_run_workload(&e, d.port, &w, &warm); /* page cache, WAL, allocator */
     hx_result_free(&warm);
-    hx_run_workload(&e, d.port, &w, &base);
-    print_result("baseline (no attackers)", &base);
-    int fds0 = hx_proc_fds(d.pid);
+    /* Timing on a shared machine: a second round if the first is over the
+     * bound (a daemon that really slows down under the attack fails both;
+     * docs/reliability.md). */
+    int ok = 0;
+    for (int round = 1; round <= 2 && !ok; round++)
+        ok = slowloris_round(&e, &d, &w, n, round);
+    ASSERT(ok);
+    ASSERT_GE(tc_log_count(&d, "event=handshake_timeout"), 1);
+    finish(&e, &d);
+}
 
+/* More slowloris sockets than max_connections: the daemon is full of them
+ * all the time, and each honest connection evicts the oldest one still in
+ * its TLS handshake. Authenticated sessions are never evicted. */
+TEST(slowloris_over_max_connections)
+{
+    int maxc = 300, n = 600;
+    hx_need_fds(n + 256);
+    tc_env e;
+    tc_daemon d;
+    tc_env_setup(&e);
+    hx_issue_honest(&e, 10);
+    const char *extra[] = { "--max-connections", "300", NULL };
+    tc_daemon_start(&e, &d, extra);
+    int fds0 = hx_proc_fds(d.pid);
     hx_swarm sw;
-    hx_swarm_start(&sw, d.port, n, 200, NULL);
-    ASSERT_GE(hx_swarm_wait(&sw, n, 30000), n);
-    /* The daemon holds them all (one descriptor each), not just the
-     * kernel's backlog. */
+    hx_swarm_start(&sw, d.port, n, 200, 500, NULL);
+    /* The daemon is full: it holds max_connections sockets (twice as many
+     * try), and stays full while the swarm replaces the evicted ones. */
     int fds = hx_proc_fds(d.pid);
-    for (int i = 0; i < 200 && fds < fds0 + n * 9 / 10; i++) {
+    for (int i = 0; i < 500 && fds < fds0 + maxc * 9 / 10; i++) {
         hx_sleep_ms(20);
         fds = hx_proc_fds(d.pid);
     }
-    ASSERT_GE(fds, fds0 + n * 9 / 10);
-    hx_sleep_ms(1500); /* the first wave of cuts falls inside the honest run */
-    long cut0 = sw.cut;
-    sw.track = 1;
-    hx_run_workload(&e, d.port, &w, &att);
-    sw.track = 0;
-    long cut_during = sw.cut - cut0;
+    ASSERT_GE(fds, fds0 + maxc * 9 / 10);
+    /* Hold sessions open across the run: evictions must spare them. */
+    tc_client held[5];
+    for (int i = 0; i < 5; i++) {
+        char node[16];
+        snprintf(node, sizeof node, "gw%d", i);
+        hx_session(&e, d.port, &held[i], node);
+    }
+    hx_workload w = { 10, hx_scale(10, 5), 2, 10 };
+    hx_result r;
+    hx_run_workload(&e, d.port, &w, &r);
+    int fds_end = hx_proc_fds(d.pid);
     hx_swarm_stop(&sw);
-    char label[96];
-    snprintf(label, sizeof label, "under attack (%d slowloris)", n);
-    print_result(label, &att);
-    printf("slowloris: %d sockets (half silent, half trickling a ClientHello at 1 byte/200 ms); "
-           "held %d..%.0f (min..mean) during the honest run, daemon fds %d at the start (idle "
-           "%d); attacker connects=%ld, cut by the deadline=%ld (%ld during the honest run), "
-           "connect_failed=%ld, trickled %ld bytes\n",
-           n, sw.min_held, hx_swarm_mean_held(&sw), fds, fds0, sw.connects, sw.cut, cut_during,
-           sw.connect_failed, sw.bytes_sent);
-    /* Twice the baseline p99, with a 20 ms floor under the baseline so that
-     * a fast machine's scheduling jitter on a short session is not read as
-     * an effect of the attack. */
-    double floor_ms = 20.0;
-    double bound = 2.0 * (base.p99 > floor_ms ? base.p99 : floor_ms);
-    printf("slowloris: p99 baseline %.1f ms, under attack %.1f ms, bound %.1f ms\n", base.p99,
-           att.p99, bound);
+    print_result("honest, daemon full of slowloris", &r);
+    int evict_lines = tc_log_count(&d, "event=conn_evicted");
+    int refused = tc_log_count(&d, "reason=max_connections live=");
+    printf("slowloris_over_max_connections: max_connections %d, %d slowloris sockets "
+           "(connects=%ld, cut or evicted=%ld); daemon fds %d at the start of the honest run, "
+           "%d at its end (idle %d); conn_evicted warnings %d, refused at accept %d\n",
+           maxc, n, sw.connects, sw.cut, fds, fds_end, fds0, evict_lines, refused);
     fflush(stdout);
-    ASSERT(att.p99 <= bound);
-    /* The attack was on throughout: most sockets held on average (each cut
-     * wave empties them for as long as the swarm takes to reconnect). */
-    ASSERT_GE(hx_swarm_mean_held(&sw), n * 0.75);
-    ASSERT_GT(cut_during, 0);
+    ASSERT_GE(evict_lines, 1);
+    /* The held sessions are still served. */
+    for (int i = 0; i < 5; i++) {
+        char node[16], site[16];
+        snprintf(node, sizeof node, "gw%d", i);
+        snprintf(site, sizeof site, "s%d", i);
+        ss_msg m;
+        memset(&m, 0, sizeof m);
+        m.type = SS_FRAME_PING;
+        m.u.ping.nonce = 77;
+        ASSERT_EQ(tc_send_msg(&held[i], &m), 0);
+        ASSERT_EQ(tc_recv_msg(&held[i], 10000, &m), 1);
+        ASSERT_EQ(m.type, SS_FRAME_PONG);
+        tc_close(&held[i]);
+    }
     ASSERT(tc_daemon_alive(&d));
-    /* Every attacker's session is gone: descriptors back to the idle count. */
-    int after = hx_wait_fds_at_most(d.pid, fds0 + 2, 15000);
-    ASSERT_LE(after, fds0 + 2);
-    ASSERT_GE(tc_log_count(&d, "event=handshake_timeout"), 1);
-    hx_result_free(&base);
-    hx_result_free(&att);
+    hx_result_free(&r);
     finish(&e, &d);
 }
 
@@ -143,6 +232,7 @@ typedef struct flood {
     const char *src;    /* NULL: 127.0.0.1 */
     int garbage;        /* send bytes before closing (TLS garbage / partial hello) */
     int ms;             /* upper bound on the flood's duration */
+    int rate;           /* connects per second */
     volatile int *stop; /* set when the honest workload is done */
     long max;
     int64_t took;
@@ -156,6 +246,13 @@ static void *flood_main(void *arg)
     flood *f = arg;
     int64_t t0 = tc_now_ms();
     for (long i = 0; i < f->max && tc_now_ms() - t0 < f->ms && !*f->stop; i++) {
+        /* Paced at f->rate connects a second: the same attack whatever the
+         * machine's speed (unpaced, a flooder on a starved machine fills
+         * the listen backlog however large, and the test would measure
+         * the kernel's SYN retransmission timer). */
+        int64_t due = t0 + i * 1000 / f->rate;
+        if (tc_now_ms() < due)
+            hx_sleep_ms((int)(due - tc_now_ms()));
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT(fd >= 0);
         if (f->src) {
@@ -210,9 +307,10 @@ TEST(conn_flood)
     print_result("baseline (no flood)", &base);
     int fds0 = hx_proc_fds(d.pid);
 
-    /* Two flooders: plain connect/close from 127.0.0.1 (the honest clients'
-     * own address: no handshake fails, so no penalty), and TLS garbage from
-     * 127.0.0.3, which the failed-handshake penalty soon refuses at accept. */
+    /* Two flooders, 1,500 connects a second each: plain connect/close from
+     * 127.0.0.1 (the honest clients' own address: no handshake fails, so no
+     * penalty), and TLS garbage from 127.0.0.3, which the failed-handshake
+     * penalty soon refuses at accept. */
     flood f[2];
     pthread_t th[2];
     int ms = 30000;
@@ -223,6 +321,7 @@ TEST(conn_flood)
         f[i].src = i ? "127.0.0.3" : NULL;
         f[i].garbage = i;
         f[i].ms = ms;
+        f[i].rate = 1500;
         f[i].stop = &stop;
         f[i].max = 20000;
         f[i].hello_len = hx_client_hello(f[i].hello, sizeof f[i].hello);
@@ -245,8 +344,11 @@ TEST(conn_flood)
     ASSERT_GT(f[1].connects, 100);
     ASSERT(tc_daemon_alive(&d));
     /* The garbage sender was penalised; the honest address never was. */
-    ASSERT_GE(tc_log_count(&d, "event=addr_penalised addr=127.0.0.3 "), 1);
+    ASSERT_EQ(tc_log_count(&d, "event=addr_penalised addr=127.0.0.3 "), 1);
     ASSERT_EQ(tc_log_count(&d, "event=addr_penalised addr=127.0.0.1 "), 0);
+    /* Dead connections drained from the backlog in a burst never count
+     * against max_connections, so no honest peer was turned away. */
+    ASSERT_EQ(tc_log_count(&d, "reason=max_connections live="), 0);
     /* Honest sessions all completed (hx_run_workload asserts it) and stayed
      * within a generous bound: the flood costs an accept and a close each. */
     double bound = 4.0 * (base.p99 > 20.0 ? base.p99 : 20.0);
@@ -432,8 +534,12 @@ TEST(never_reads_acks)
            "daemon RSS %ld -> %ld kB\n",
            (long long)(tc_now_ms() - t0), sent, (unsigned long long)(seq - 1), rss0, rss1);
     fflush(stdout);
-    /* Bounded by the cap, not by how long the peer keeps sending. */
-    ASSERT_LT(rss1 - rss0, 64 * 1024);
+    /* Bounded by the cap, not by how long the peer keeps sending. Under
+     * ASan the allocator's quarantine (up to 256 MB of freed blocks kept
+     * back on purpose) makes RSS say nothing about live memory; there
+     * LeakSanitizer at the daemon's exit is the check. */
+    if (!hx_asan())
+        ASSERT_LT(rss1 - rss0, 64 * 1024);
     tc_close(&c);
     ASSERT(tc_daemon_alive(&d));
     hx_bystander_batch(&by, "gw2", "s2", &by_seq, 5);
@@ -488,19 +594,21 @@ TEST(frame_lengths)
     const uint32_t lens[3] = { 0, max + 1, UINT32_MAX };
     int cases = 0;
     for (int ready = 0; ready < 2; ready++) {
-        for (int type = 0; type <= 9; type++) {
+        /* Every type the frame layer knows, and one below and above. */
+        for (int type = 0; type <= SS_FRAME_TYPE_MAX + 1; type++) {
+            int known = type >= 1 && type <= SS_FRAME_TYPE_MAX;
             for (int li = 0; li < 3; li++) {
                 int code = frame_len_case(&e, d.port, ready, type, lens[li], 0);
                 cases++;
                 int want;
                 if (li > 0)
                     want = SS_EOVERSIZE; /* from the header, before allocation */
-                else if (type == 0 || type == 9)
+                else if (!known)
                     want = SS_ETYPE;
                 else if (!ready && type != SS_FRAME_HELLO)
                     want = SS_EPROTO; /* "expected HELLO" */
-                else if (ready && (type == SS_FRAME_HELLO || type == SS_FRAME_WELCOME ||
-                                   type == SS_FRAME_ACK))
+                else if (ready && type != SS_FRAME_BATCH && type != SS_FRAME_ERROR &&
+                         type != SS_FRAME_PING && type != SS_FRAME_PONG && type != SS_FRAME_BYE)
                     want = SS_EPROTO; /* not a client's message in a session */
                 else if (type == SS_FRAME_BATCH)
                     want = SS_ETRUNC; /* an envelope needs its header */
@@ -510,9 +618,11 @@ TEST(frame_lengths)
                     SS_TEST_FAIL("type %d len %u ready %d: ERROR %s, want %s", type, lens[li],
                                  ready, ss_err_name(code), ss_err_name(want));
             }
-            /* A non-zero flags byte, with an ordinary length. */
-            if (type >= 1 && type <= 8) {
-                ASSERT_EQ(frame_len_case(&e, d.port, ready, type, 16, 0x80), SS_EFLAGS);
+            /* A flag bit this type does not define, with an ordinary length. */
+            if (known) {
+                unsigned bad = ~ss_frame_flags_allowed(type) & 0xffu;
+                unsigned flag = bad & (0u - bad); /* the lowest such bit */
+                ASSERT_EQ(frame_len_case(&e, d.port, ready, type, 16, flag), SS_EFLAGS);
                 cases++;
             }
         }
@@ -946,7 +1056,8 @@ TEST(deep_document)
     finish(&e, &d);
 }
 
-SS_TEST_MAIN(SS_TEST_ENTRY(slowloris) SS_TEST_ENTRY(conn_flood)
-                 SS_TEST_ENTRY(bad_handshake_rate_limit) SS_TEST_ENTRY(never_reads_acks)
-                     SS_TEST_ENTRY(frame_lengths) SS_TEST_ENTRY(truncated_every_byte)
-                         SS_TEST_ENTRY(duplicate_keys) SS_TEST_ENTRY(deep_document))
+SS_TEST_MAIN(SS_TEST_ENTRY(slowloris) SS_TEST_ENTRY(slowloris_over_max_connections)
+                 SS_TEST_ENTRY(conn_flood) SS_TEST_ENTRY(bad_handshake_rate_limit)
+                     SS_TEST_ENTRY(never_reads_acks) SS_TEST_ENTRY(frame_lengths)
+                         SS_TEST_ENTRY(truncated_every_byte) SS_TEST_ENTRY(duplicate_keys)
+                             SS_TEST_ENTRY(deep_document))

@@ -53,6 +53,11 @@ TEST(limit_then_penalty_then_fresh)
     ASSERT_EQ(sd__penalty_fail(p, &a, 300, &fails), 1); /* third: penalised */
     ASSERT_EQ(sd__penalty_check(p, &a, 301, &nref), 499);
     ASSERT_EQ(nref, 1);
+    /* Stragglers failing during the penalty neither extend nor restart it. */
+    ASSERT_EQ(sd__penalty_fail(p, &a, 400, &fails), 0);
+    ASSERT_EQ(sd__penalty_fail(p, &a, 401, &fails), 0);
+    ASSERT_EQ(sd__penalty_fail(p, &a, 402, &fails), 0);
+    ASSERT_EQ(p->penalised, 1);
     ASSERT_EQ(sd__penalty_check(p, &a, 799, &nref), 1);
     ASSERT_EQ(nref, 2);
     ASSERT_EQ(sd__penalty_check(p, &a, 800, &nref), 0); /* over */
