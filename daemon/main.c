@@ -11,6 +11,7 @@
 #include "sd/config.h"
 #include "sd/log.h"
 #include "sd/server.h"
+#include "sd/sig.h"
 #include "sd/store.h"
 #include "sd/writer.h"
 
@@ -23,6 +24,7 @@ int main(int argc, char **argv)
     sd_store *store = NULL;
     sd_writer *writer = NULL;
     sd_server *server = NULL;
+    sd_sig *sig = NULL;
     uv_loop_t loop;
     int loop_ready = 0;
 
@@ -67,6 +69,14 @@ int main(int argc, char **argv)
                  sd_log_quote(q, sizeof q, err));
         goto exit;
     }
+    /* Origin signatures: the verifier gets its trust store from the
+     * server's TLS context (sd_server_set_sig), before anything listens. */
+    rc = sd_sig_new((size_t)cfg.sig_cache_size, &sig);
+    if (rc != 0) {
+        SD_ERROR(&log, "startup_failed", "what=sig err=%s", ss_err_name(rc));
+        goto exit;
+    }
+    sd_store_set_sig(store, sig, cfg.require_signatures != 0);
     sd_writer_config wc = { .max_batch = (size_t)cfg.writer_max_batch };
     rc = sd_writer_new(&loop, store, &wc, &writer);
     if (rc != 0) {
@@ -77,6 +87,8 @@ int main(int argc, char **argv)
     /* The writer logs storage faults (store_fault, store_recovered). */
     sd_writer_set_log(writer, &log);
     rc = sd_server_new(&loop, &cfg, &log, writer, &server, err, sizeof err);
+    if (rc == 0)
+        rc = sd_server_set_sig(server, sig, err, sizeof err);
     if (rc == 0)
         rc = sd_server_start(server, err, sizeof err);
     if (rc != 0) {
@@ -103,6 +115,7 @@ exit:
     sd_server_destroy(server);
     sd_writer_destroy(writer);
     sd_store_close(store);
+    sd_sig_destroy(sig); /* after the writer: it verified on its thread */
     if (exit_code == 0)
         SD_INFO(&log, "exit", "code=0");
     return exit_code;

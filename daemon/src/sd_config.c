@@ -58,6 +58,12 @@ static const sd_config_def table[] = {
       "a site with nothing received for this long is reported stale" },
     { "drain_timeout_ms", SD_CFG_UINT, F(drain_timeout_ms), 100, 600000, 0, "30000",
       "on SIGTERM, sessions still busy after this long are cut" },
+    { "require_signatures", SD_CFG_BOOL, F(require_signatures), 0, 1, 0, "true",
+      "refuse envelopes without an origin signature (bad_signature); signed envelopes are "
+      "verified either way" },
+    { "sig_cache_size", SD_CFG_UINT, F(sig_cache_size), 0, 1048576, 0, "4096",
+      "origin certificates whose verdict is cached (about 4 KiB each); 0 verifies the "
+      "certificate chain of every envelope" },
     { "log_level", SD_CFG_LEVEL, F(log_level), 0, 0, 0, "info", "debug, info, warn or error" },
 };
 #undef F
@@ -175,6 +181,17 @@ static int set_def(sd_config *cfg, const sd_config_def *d, const char *value, ch
         if (sd_log_level_parse(value) < 0)
             return fail(err, cap, d->name, "expected debug, info, warn or error", value);
         break;
+    case SD_CFG_BOOL: {
+        static const char *const yes[] = { "true", "1", "yes", "on" };
+        static const char *const no[] = { "false", "0", "no", "off" };
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+                *(uint64_t *)(void *)dst = strcmp(value, yes[i]) == 0;
+                return 0;
+            }
+        }
+        return fail(err, cap, d->name, "expected true or false", value);
+    }
     case SD_CFG_PATH:
         break;
     }
@@ -243,7 +260,13 @@ int sd_config_load_file(sd_config *cfg, const char *path, char *err, size_t errc
                      it->string ? it->string : "?");
             goto exit;
         }
-        if (d->type == SD_CFG_UINT) {
+        if (d->type == SD_CFG_BOOL) {
+            if (!cJSON_IsBool(it)) {
+                snprintf(err, errcap, "config %s: %s: expected true or false", path, d->name);
+                goto exit;
+            }
+            val = cJSON_IsTrue(it) ? "true" : "false";
+        } else if (d->type == SD_CFG_UINT) {
             double v = cJSON_GetNumberValue(it);
             if (!cJSON_IsNumber(it) || v < 0 || v > 9007199254740991.0 ||
                 v != (double)(uint64_t)v) {
@@ -277,7 +300,8 @@ int sd_config_validate(const sd_config *cfg, char *err, size_t errcap)
 {
     for (int i = 0; i < NKEYS; i++) {
         const char *v = (const char *)cfg + table[i].offset;
-        if (table[i].required && table[i].type != SD_CFG_UINT && v[0] == '\0') {
+        if (table[i].required && table[i].type != SD_CFG_UINT && table[i].type != SD_CFG_BOOL &&
+            v[0] == '\0') {
             snprintf(err, errcap, "%s: required (config file key \"%s\" or flag --%s)",
                      table[i].name, table[i].name, table[i].name);
             return SS_ECONFIG;
@@ -382,6 +406,8 @@ static const char *type_name(sd_config_type t)
         return "N";
     case SD_CFG_LEVEL:
         return "LEVEL";
+    case SD_CFG_BOOL:
+        return "BOOL";
     }
     return "?";
 }
@@ -422,6 +448,8 @@ void sd_config_print_json(const sd_config *cfg, FILE *out)
         fprintf(out, "  \"%s\": ", d->name);
         if (d->type == SD_CFG_UINT) {
             fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)(const void *)p);
+        } else if (d->type == SD_CFG_BOOL) {
+            fputs(*(const uint64_t *)(const void *)p ? "true" : "false", out);
         } else {
             fputc('"', out);
             for (; *p; p++) {

@@ -20,6 +20,7 @@
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
+#include "proto/relay.h"
 #include "sd_net.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -786,8 +787,37 @@ static void welcome(sd_conn *c)
     c->state = SD_CONN_READY;
     c->last_rx = uv_now(s->loop);
     arm_idle(c);
+    /* A hub enforces revocation for the sites behind it, also while this
+     * daemon is out of its reach: it gets our CRL with every session. */
+    sd__conn_send_crl(c);
+    if (sd__conn_dead(c))
+        return;
     set_reading(c, 1);
     conn_pump(c); /* frames that arrived early */
+}
+
+void sd__conn_send_crl(sd_conn *c)
+{
+    sd_server *s = c->srv;
+    if (sd__conn_dead(c) || c->shutting || c->state != SD_CONN_READY ||
+        c->peer.ident.role != SS_ROLE_RELAY || !s->crl_der)
+        return;
+    if (s->crl_der_len > c->peer_max_frame) {
+        SD_WARN(s->log, "crl_not_sent", "conn=%llu peer=%s crl_bytes=%zu peer_max_frame=%u",
+                (unsigned long long)c->id, peer_node(c), s->crl_der_len, c->peer_max_frame);
+        return;
+    }
+    size_t n = SS_FRAME_HEADER_LEN + s->crl_der_len;
+    uint8_t *buf = malloc(n);
+    if (!buf) {
+        SD_ERROR(s->log, "no_memory", "conn=%llu what=crl_frame", (unsigned long long)c->id);
+        return;
+    }
+    int w = ss_frame_encode(buf, n, SS_FRAME_CRL, 0, s->crl_der, s->crl_der_len);
+    if (w > 0 && send_bytes(c, buf, (size_t)w) == 0)
+        SD_INFO(s->log, "crl_sent", "conn=%llu peer=%s crl_bytes=%zu", (unsigned long long)c->id,
+                peer_node(c), s->crl_der_len);
+    free(buf);
 }
 
 static void on_apply_done(sd_job *job, void *arg)
@@ -823,36 +853,73 @@ static void on_apply_done(sd_job *job, void *arg)
         mark_dirty(c); /* reading may resume */
         return;
     }
+    if ((r->code == SS_ESIG || r->code == SS_ECERT || r->code == SS_EREVOKED) &&
+        c->peer.ident.role == SS_ROLE_RELAY) {
+        /* A relay carries many origins: one envelope that fails its origin
+         * signature (forged or bent on the way, or from a revoked origin)
+         * is refused and audited, and the honest envelopes behind it keep
+         * flowing. Its sequence numbers were not consumed. */
+        char q[300];
+        SD_WARN(c->srv->log, "envelope_refused",
+                "conn=%llu peer=%s origin=%s seq=%llu code=%s msg=%s", (unsigned long long)c->id,
+                peer_node(c), job->origin, (unsigned long long)job->seq, ss_err_name(r->code),
+                sd_log_quote(q, sizeof q, r->message));
+        send_error(c, r->code, r->message[0] ? r->message : NULL, job->origin, job->seq, 0, NULL);
+        mark_dirty(c);
+        return;
+    }
     fail_close(c, r->code, r->message[0] ? r->message : NULL, job->origin, job->seq);
 }
 
 static void handle_batch(sd_conn *c, const ss_frame *f)
 {
     ss_envelope env;
+    const uint8_t *bytes = f->payload;
+    size_t len = f->len;
+    ss_route route;
+    route.nhops = 0;
     if (f->flags & SS_FRAME_FLAG_ROUTED) {
-        /* A relay's forwarded envelope with its hops (proto/relay.h): relay
-         * support lands with origin signatures. Until then it must not be
-         * mistaken for a plain envelope. */
-        fail_close(c, SS_EPROTO, "routed BATCH not accepted by this daemon", NULL, 0);
-        return;
+        /* Hops come only from a relay forwarding what another relay gave
+         * it; a gateway sends its own journal and nothing else. */
+        if (c->peer.ident.role != SS_ROLE_RELAY) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "routed BATCH from %s %s: only a relay forwards",
+                     ss_role_name(c->peer.ident.role), c->peer.ident.node);
+            audit_event(c, &c->peer, NULL, 0, "rejected:forbidden_role", msg);
+            fail_close(c, SS_EROLE, msg, NULL, 0);
+            return;
+        }
+        size_t off = 0;
+        int rc = ss_route_parse(f->payload, f->len, &route, &off);
+        if (rc != 0) {
+            fail_close(c, rc, "malformed route in routed BATCH", NULL, 0);
+            return;
+        }
+        bytes += off;
+        len -= off;
     }
-    int rc = ss_envelope_parse(f->payload, f->len, &env);
+    int rc = ss_envelope_parse(bytes, len, &env);
     if (rc != 0) {
         fail_close(c, rc, "malformed envelope", NULL, 0);
         return;
     }
     sd_job *job = sd_job_new(SD_JOB_APPLY);
-    uint8_t *copy = ss_malloc(f->len);
+    uint8_t *copy = ss_malloc(len ? len : 1);
     if (!job || !copy) {
         ss_free(job);
         ss_free(copy);
         fail_close(c, SS_ENOMEM, NULL, NULL, 0);
         return;
     }
-    memcpy(copy, f->payload, f->len);
+    memcpy(copy, bytes, len);
     job->env = copy;
-    job->env_len = f->len;
+    job->env_len = len;
     job->peer = c->peer;
+    /* The audit path: "direct" from a gateway; from a relay, the hops it
+     * claims (only the last, itself, is authenticated) and itself. */
+    if (c->peer.ident.role == SS_ROLE_RELAY &&
+        ss_route_format(&route, c->peer.ident.node, job->peer.path, sizeof job->peer.path) < 0)
+        snprintf(job->peer.path, sizeof job->peer.path, "via %s", c->peer.ident.node);
     job->now_ms = sd__now_ms();
     snprintf(job->origin, sizeof job->origin, "%s", env.origin);
     job->seq = env.first_seq;

@@ -19,6 +19,7 @@
 #include "proto/envelope.h"
 #include "proto/err.h"
 #include "proto/json.h"
+#include "sd/sig.h"
 #include "sd_store_internal.h"
 
 #define STATE_VERSION 1
@@ -277,6 +278,10 @@ typedef struct apply_ctx {
     int64_t now_ms;
     sd_result *out;
     uint64_t tamper_seq; /* set with SS_ETAMPER */
+    /* The verified origin certificate's identity: it, not the delivering
+     * peer's, decides which sites the changes may touch. NULL: unsigned
+     * (or no verifier), the peer's certificate decides. */
+    const ss_ident *origin_ident;
 } apply_ctx;
 
 static int ledger(apply_ctx *a, const ss_change *ch, const char *field, const fstate *loser,
@@ -758,7 +763,9 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
     const ss_envelope *env = a->env;
     sd_result *out = a->out;
     const sd_peer *peer = a->peer;
-    int check_site = peer->ident.role == SS_ROLE_GATEWAY || peer->ident.role == SS_ROLE_RELAY;
+    const ss_ident *auth = a->origin_ident ? a->origin_ident : &peer->ident;
+    int check_site =
+        a->origin_ident || peer->ident.role == SS_ROLE_GATEWAY || peer->ident.role == SS_ROLE_RELAY;
     const char *seen[SS_IDENT_MAX_SITES];
     int nseen = 0;
     char detail[320];
@@ -813,10 +820,14 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
         const char *field = "";
         detail[0] = '\0';
         int site_ok = ss_id_check_str(ch->site) == 0;
-        if (check_site && site_ok && !ss_ident_has_site(&peer->ident, ch->site)) {
+        if (check_site && site_ok && !ss_ident_has_site(auth, ch->site)) {
             code = SS_EFORBIDDEN;
-            snprintf(detail, sizeof detail, "site %s is not in the certificate of %s %s", ch->site,
-                     ss_role_name(peer->ident.role), peer->ident.node);
+            if (a->origin_ident)
+                snprintf(detail, sizeof detail, "site %s is not in the certificate of origin %s",
+                         ch->site, auth->node);
+            else
+                snprintf(detail, sizeof detail, "site %s is not in the certificate of %s %s",
+                         ch->site, ss_role_name(peer->ident.role), peer->ident.node);
         } else if (ch->hlc && ss_hlc_ms(ch->hlc) > (uint64_t)(a->now_ms + s->skew_ms)) {
             code = SS_ESKEW;
             snprintf(detail, sizeof detail,
@@ -911,6 +922,48 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
     return 0;
 }
 
+/* Refuses a whole envelope for its origin signature or certificate: every
+ * change audited as rejected:<code> (one entry if the body does not parse)
+ * with the delivering peer named, nothing applied, no sequence consumed, so
+ * the genuine envelope can still come. */
+static int refuse_signature(apply_ctx *a, const ss_body *body, int code, const char *reason,
+                            const char *fp)
+{
+    sd_store *s = a->s;
+    const ss_envelope *env = a->env;
+    char outcome[64], detail[320];
+    set_msg(a->out, "origin %s seq %" PRIu64 "..%" PRIu64 ": %s", env->origin, env->first_seq,
+            ss_envelope_last_seq(env), reason);
+    snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(code));
+    snprintf(detail, sizeof detail, "%s (delivered by %s %s%s%s)", reason,
+             ss_role_name(a->peer->ident.role), a->peer->ident.node,
+             fp && fp[0] ? "; origin certificate sha256 " : "", fp ? fp : "");
+    if (!body) {
+        int rc = sd_store_audit_event(s, a->peer, a->now_ms, env->origin, env->first_seq, outcome,
+                                      detail);
+        return rc ? rc : code;
+    }
+    int rc = sd__savepoint(s);
+    if (rc)
+        return rc;
+    rc = sd__peer_seen(s, a->peer, a->now_ms);
+    if (!rc)
+        rc = audit_refused_envelope(a, body, outcome, detail);
+    if (rc) {
+        sd__rollback_to(s);
+        return rc;
+    }
+    a->out->counts.received = a->out->counts.rejected = env->count;
+    rc = sd__release(s);
+    return rc ? rc : code;
+}
+
+void sd_store_set_sig(sd_store *s, struct sd_sig *sig, int require_signatures)
+{
+    s->sig = sig;
+    s->require_sig = sig && require_signatures;
+}
+
 /* Everything after the envelope parsed; runs inside a transaction. */
 static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, size_t len,
                         int64_t now_ms, sd_result *out)
@@ -925,7 +978,7 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         return rc;
     }
     rc = ss_envelope_parse(bytes, len, &env);
-    apply_ctx a = { s, peer, &env, now_ms, out, 0 };
+    apply_ctx a = { s, peer, &env, now_ms, out, 0, NULL };
     memset(&verr, 0, sizeof verr);
     if (rc) {
         set_msg(out, "malformed envelope: %s", ss_strerror(rc));
@@ -935,11 +988,29 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
         int arc = sd_store_audit_event(s, peer, now_ms, NULL, 0, outcome, detail);
         return arc ? arc : rc;
     }
+    /* A signed envelope is authenticated before its body is parsed: bytes
+     * a relay bent are refused as such, whatever they now parse as. */
+    sd_sig_result sres;
+    int sigrc = 0;
+    if (s->sig && (env.flags & SS_ENV_FLAG_SIGNED)) {
+        sigrc = sd_sig_verify(s->sig, &env, now_ms, &sres);
+        if (sigrc == SS_ENOMEM || sigrc == SS_EINTERNAL) {
+            /* Our failure, not the peer's: nothing to audit against it. */
+            set_msg(out, "verifying the origin signature: %s", sres.reason);
+            return sigrc;
+        }
+        if (sigrc == 0)
+            a.origin_ident = &sres.origin;
+    }
     rc = ss_body_parse(&env, &body, &verr);
     if (rc == SS_ENOMEM) {
         /* Our failure, not the peer's: nothing to audit against it. */
         set_msg(out, "out of memory parsing the envelope body");
         return rc;
+    }
+    if (sigrc) {
+        rc = refuse_signature(&a, rc ? NULL : body, sigrc, sres.reason, sres.fingerprint);
+        goto done;
     }
     if (rc) {
         set_msg(out, "malformed envelope body: %s%s%s", verr.field[0] ? verr.field : "",
@@ -981,6 +1052,17 @@ static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, 
          * origin's progress. */
         rc = sd__release(s);
         rc = rc ? rc : refuse;
+        goto done;
+    }
+
+    if (!a.origin_ident && s->require_sig) {
+        /* Unsigned: nothing proves the origin made it. */
+        rc = sd__release(s);
+        if (rc)
+            goto done;
+        rc = refuse_signature(&a, body, SS_ESIG,
+                              "envelope is not signed (the daemon requires origin signatures)",
+                              NULL);
         goto done;
     }
 

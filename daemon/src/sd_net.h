@@ -74,8 +74,11 @@ struct sd_server {
     const sd_config *cfg;
     const sd_log *log;
     sd_writer *writer;
-    sd_store *ro; /* read-only handle: committed sequences for WELCOME */
-    SSL_CTX *ctx; /* new sessions use the current one; SSL objects hold refs */
+    sd_store *ro;       /* read-only handle: committed sequences for WELCOME */
+    SSL_CTX *ctx;       /* new sessions use the current one; SSL objects hold refs */
+    struct sd_sig *sig; /* origin-signature verifier fed with ctx's trust store */
+    uint8_t *crl_der;   /* the CRL in force, DER, for CRL frames to relays */
+    size_t crl_der_len;
     char node[SS_ID_MAX + 1];
     ss_hlc clock;
     int port;
@@ -133,6 +136,9 @@ void sd__conn_drain(sd_conn *c, const char *reason);
 void sd__conn_abort(sd_conn *c, const char *reason);
 /* Re-verifies the peer against the current context after a reload. */
 void sd__conn_recheck(sd_conn *c);
+/* Sends the server's CRL (SS_FRAME_CRL, DER payload) to a streaming relay
+ * session; does nothing for other sessions. */
+void sd__conn_send_crl(sd_conn *c);
 /* Check-phase work for a dirty session: ACKs out, reading resumed, drain. */
 void sd__conn_flush(sd_conn *c);
 /* Called by sd_conn.c when a session object is freed. */

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "proto/err.h"
+#include "sd/sig.h"
 #include "sd_net.h"
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -100,6 +101,41 @@ int sd_server_new(uv_loop_t *loop, const sd_config *cfg, const sd_log *log, sd_w
 fail:
     SSL_CTX_free(s->ctx);
     free(s);
+    return rc;
+}
+
+/* Points the verifier at ctx's trust store and keeps its CRL for relays.
+ * Both or neither: a relay must never be handed a CRL other than the one
+ * the daemon enforces. */
+static int adopt_trust(sd_server *s, SSL_CTX *ctx, char *err, size_t errcap)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    uint8_t *der = NULL;
+    size_t len = 0;
+    int rc = sd_sig_store_crl_der(store, &der, &len);
+    if (rc != 0) {
+        snprintf(err, errcap, "crl %s: cannot encode it for relays (%s)", s->cfg->crl,
+                 ss_err_name(rc));
+        return rc;
+    }
+    rc = sd_sig_set_store(s->sig, store);
+    if (rc != 0) {
+        free(der);
+        snprintf(err, errcap, "cannot install the trust store for origin signatures");
+        return rc;
+    }
+    free(s->crl_der);
+    s->crl_der = der;
+    s->crl_der_len = len;
+    return 0;
+}
+
+int sd_server_set_sig(sd_server *s, struct sd_sig *sig, char *err, size_t errcap)
+{
+    s->sig = sig;
+    int rc = adopt_trust(s, s->ctx, err, errcap);
+    if (rc != 0)
+        s->sig = NULL;
     return rc;
 }
 
@@ -318,12 +354,22 @@ int sd_server_reload(sd_server *s)
         SSL_CTX_free(ctx);
         return SS_ECONFIG;
     }
+    if (s->sig && adopt_trust(s, ctx, err, sizeof err) != 0) {
+        char q[600];
+        SD_ERROR(s->log, "reload_failed", "err=crl msg=%s", sd_log_quote(q, sizeof q, err));
+        SSL_CTX_free(ctx);
+        return SS_ECERT;
+    }
     /* Live SSL objects hold their own reference to the old context. */
     SSL_CTX_free(s->ctx);
     s->ctx = ctx;
-    SD_INFO(s->log, "reloaded", "sessions=%zu", s->nconns);
+    SD_INFO(s->log, "reloaded", "sessions=%zu crl_bytes=%zu", s->nconns, s->crl_der_len);
     for (sd_conn *c = s->conns; c; c = sd__conn_next(c))
         sd__conn_recheck(c);
+    /* Hubs enforce revocation downstream while the centre is out of reach:
+     * every live relay gets the new CRL now, not at its next connect. */
+    for (sd_conn *c = s->conns; c; c = sd__conn_next(c))
+        sd__conn_send_crl(c);
     return 0;
 }
 
@@ -333,5 +379,6 @@ void sd_server_destroy(sd_server *s)
         return;
     sd_store_close(s->ro);
     SSL_CTX_free(s->ctx);
+    free(s->crl_der);
     free(s);
 }

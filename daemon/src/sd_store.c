@@ -405,6 +405,8 @@ int sd__store_reopen(sd_store *s)
     }
     /* Swap the whole handle: callers keep their pointer to s, the old
      * connection, statements and buffers leave with fresh. */
+    fresh->sig = s->sig;
+    fresh->require_sig = s->require_sig;
     sd_store tmp = *s;
     *s = *fresh;
     *fresh = tmp;

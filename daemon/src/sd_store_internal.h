@@ -66,6 +66,9 @@ struct sd_store {
     EVP_MD *sha256; /* fetched once: implicit fetches cost a lock each */
     EVP_MD_CTX *md;
     char err[256]; /* last error, with SQLite's own message */
+    /* Origin signatures (sd_store_set_sig); kept across sd__store_reopen. */
+    struct sd_sig *sig;
+    int require_sig;
     /* Scratch buffers reused by every merge (row state, JSON document,
      * audit serialization), grown on demand: no allocation per change. */
     uint8_t *scratch[6];

@@ -22,9 +22,13 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "proto/envelope.h"
 #include "proto/err.h"
+#include "proto/relay.h"
 #include "sd/store.h"
 #include "ss_test.h"
 
@@ -309,6 +313,7 @@ int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls
     memset(c, 0, sizeof *c);
     c->fd = -1;
     snprintf(c->node, sizeof c->node, "%s", node ? node : "");
+    snprintf(c->dir, sizeof c->dir, "%s", e->dir);
     tc_path(e, "pki/ca.crt", ca, sizeof ca);
     snprintf(name, sizeof name, "%s.crt", node ? node : "none");
     tc_path(e, name, cert, sizeof cert);
@@ -355,6 +360,9 @@ void tc_close(tc_client *c)
     if (c->fd >= 0)
         close(c->fd);
     ss_fdec_free(&c->dec);
+    EVP_PKEY_free(c->sign_key);
+    free(c->sign_cert);
+    free(c->crl);
     memset(c, 0, sizeof *c);
     c->fd = -1;
 }
@@ -374,13 +382,144 @@ int tc_send_raw(tc_client *c, const void *p, size_t n)
     return 0;
 }
 
-int tc_send_frame(tc_client *c, int type, const void *payload, size_t len)
+int tc_send_frame_flags(tc_client *c, int type, unsigned flags, const void *payload, size_t len)
 {
     uint8_t hdr[SS_FRAME_HEADER_LEN];
-    ASSERT_EQ(ss_frame_write_header(hdr, type, 0, (uint32_t)len), SS_FRAME_HEADER_LEN);
+    ASSERT_EQ(ss_frame_write_header(hdr, type, flags, (uint32_t)len), SS_FRAME_HEADER_LEN);
     if (tc_send_raw(c, hdr, sizeof hdr) != 0)
         return -1;
     return len ? tc_send_raw(c, payload, len) : 0;
+}
+
+/* Loads a PEM certificate (the first of the file) as DER, and a PEM key. */
+static int load_signer(const char *cert_file, const char *key_file, EVP_PKEY **key, uint8_t **der,
+                       size_t *der_len)
+{
+    FILE *f = fopen(cert_file, "r");
+    if (!f)
+        return -1;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    f = fopen(key_file, "r");
+    if (!x || !f) {
+        X509_free(x);
+        if (f)
+            fclose(f);
+        ERR_clear_error();
+        return -1;
+    }
+    *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    int n = i2d_X509(x, NULL);
+    *der = n > 0 ? malloc((size_t)n) : NULL;
+    unsigned char *w = *der;
+    ASSERT(*key && *der && i2d_X509(x, &w) == n);
+    *der_len = (size_t)n;
+    X509_free(x);
+    return 0;
+}
+
+/* The envelope signed with key: SIGNED flag set in the copy, ECDSA over
+ * SHA-256 of the signed region, trailer appended. */
+static uint8_t *sign_with(EVP_PKEY *key, const uint8_t *cert, size_t cert_len, const uint8_t *env,
+                          size_t len, size_t *out_len)
+{
+    ss_envelope pe;
+    ASSERT_EQ(ss_envelope_parse(env, len, &pe), 0);
+    ASSERT(!(pe.flags & SS_ENV_FLAG_SIGNED));
+    size_t region = pe.signed_len;
+    uint8_t *out = malloc(region + ss_sig_trailer_len(cert_len, SS_SIG_DER_MAX));
+    ASSERT(out != NULL);
+    memcpy(out, env, region);
+    out[1] |= SS_ENV_FLAG_SIGNED; /* the flag is inside the signed region */
+    uint8_t sig[SS_SIG_DER_MAX + 8];
+    size_t siglen = sizeof sig;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ASSERT(md != NULL);
+    ASSERT_EQ(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key), 1);
+    ASSERT_EQ(EVP_DigestSign(md, sig, &siglen, out, region), 1);
+    EVP_MD_CTX_free(md);
+    int t = ss_sig_write_trailer(out + region, ss_sig_trailer_len(cert_len, SS_SIG_DER_MAX), cert,
+                                 cert_len, sig, siglen);
+    ASSERT_GT(t, 0);
+    *out_len = region + (size_t)t;
+    return out;
+}
+
+uint8_t *tc_sign_envelope(const char *cert_file, const char *key_file, const uint8_t *env,
+                          size_t len, size_t *out_len)
+{
+    EVP_PKEY *key = NULL;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    if (load_signer(cert_file, key_file, &key, &der, &der_len) != 0)
+        SS_TEST_FAIL("cannot load signer %s / %s", cert_file, key_file);
+    uint8_t *out = sign_with(key, der, der_len, env, len, out_len);
+    EVP_PKEY_free(key);
+    free(der);
+    return out;
+}
+
+uint8_t *tc_sign_as(const tc_env *e, const char *node, const uint8_t *env, size_t len,
+                    size_t *out_len)
+{
+    char cert[300], key[300], name[128];
+    snprintf(name, sizeof name, "%s.crt", node);
+    tc_path(e, name, cert, sizeof cert);
+    snprintf(name, sizeof name, "%s.key", node);
+    tc_path(e, name, key, sizeof key);
+    return tc_sign_envelope(cert, key, env, len, out_len);
+}
+
+/* The envelope signed by its origin if the test's PKI holds the origin's
+ * key (loaded once per origin change), else NULL: sent as given. */
+static uint8_t *autosign(tc_client *c, const uint8_t *env, size_t len, size_t *out_len)
+{
+    ss_envelope pe;
+    if (c->no_sign || !c->dir[0] || ss_envelope_parse(env, len, &pe) != 0 ||
+        (pe.flags & SS_ENV_FLAG_SIGNED))
+        return NULL;
+    if (!c->sign_key || strcmp(c->sign_node, pe.origin) != 0) {
+        char cert[400], key[400];
+        snprintf(cert, sizeof cert, "%s/%s.crt", c->dir, pe.origin);
+        snprintf(key, sizeof key, "%s/%s.key", c->dir, pe.origin);
+        if (access(key, R_OK) != 0)
+            return NULL;
+        EVP_PKEY_free(c->sign_key);
+        free(c->sign_cert);
+        c->sign_key = NULL;
+        c->sign_cert = NULL;
+        if (load_signer(cert, key, &c->sign_key, &c->sign_cert, &c->sign_cert_len) != 0)
+            return NULL;
+        snprintf(c->sign_node, sizeof c->sign_node, "%s", pe.origin);
+    }
+    return sign_with(c->sign_key, c->sign_cert, c->sign_cert_len, env, len, out_len);
+}
+
+int tc_send_frame(tc_client *c, int type, const void *payload, size_t len)
+{
+    size_t slen = 0;
+    uint8_t *signed_env = type == SS_FRAME_BATCH ? autosign(c, payload, len, &slen) : NULL;
+    int rc = signed_env ? tc_send_frame_flags(c, type, 0, signed_env, slen)
+                        : tc_send_frame_flags(c, type, 0, payload, len);
+    free(signed_env);
+    return rc;
+}
+
+int tc_send_routed(tc_client *c, const char *const *hops, const uint8_t *env, size_t len)
+{
+    ss_route r;
+    memset(&r, 0, sizeof r);
+    for (int i = 0; hops && hops[i]; i++)
+        ASSERT_EQ(ss_route_push(&r, hops[i]), 0);
+    size_t rl = ss_route_len(&r);
+    uint8_t *buf = malloc(rl + len);
+    ASSERT(buf != NULL);
+    ASSERT_EQ(ss_route_write(buf, rl, &r), (int)rl);
+    memcpy(buf + rl, env, len);
+    int rc = tc_send_frame_flags(c, SS_FRAME_BATCH, SS_FRAME_FLAG_ROUTED, buf, rl + len);
+    free(buf);
+    return rc;
 }
 
 int tc_send_msg(tc_client *c, const ss_msg *m)
@@ -408,6 +547,16 @@ int tc_recv_frame(tc_client *c, int timeout_ms, int *type, uint8_t **payload, ui
             if (r == 1) {
                 ss_frame f;
                 ASSERT_EQ(ss_fdec_frame(&c->dec, &f), 0);
+                if (f.type == SS_FRAME_CRL) {
+                    /* Out of band for the session's exchange: kept aside. */
+                    free(c->crl);
+                    c->crl = malloc(f.len ? f.len : 1);
+                    ASSERT(c->crl != NULL);
+                    memcpy(c->crl, f.payload, f.len);
+                    c->crl_len = f.len;
+                    c->ncrl++;
+                    continue;
+                }
                 *type = f.type;
                 *len = f.len;
                 *payload = malloc(f.len + 1);

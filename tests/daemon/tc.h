@@ -58,6 +58,21 @@ typedef struct tc_client {
     char node[SS_ID_MAX + 1];
     uint8_t rx[16384]; /* decrypted bytes not yet fed to dec */
     size_t rx_pos, rx_len;
+    /* Origin signatures: tc_send_frame signs every unsigned BATCH envelope
+     * with DIR/<origin>.key and DIR/<origin>.crt when those exist, as the
+     * origin gateway would (the daemon requires signatures by default).
+     * no_sign = 1 sends envelopes exactly as given. */
+    char dir[256];
+    int no_sign;
+    char sign_node[SS_ID_MAX + 1]; /* whose key is loaded below */
+    EVP_PKEY *sign_key;
+    uint8_t *sign_cert;
+    size_t sign_cert_len;
+    /* CRL frames the daemon sent (relay sessions): tc_recv_frame takes them
+     * out of the stream; the last one's DER is kept. */
+    int ncrl;
+    uint8_t *crl;
+    uint32_t crl_len;
 } tc_client;
 
 typedef struct tc_tls_opts {
@@ -83,7 +98,23 @@ int tc_connect(tc_client *c, tc_env *e, int port, const char *node, const tc_tls
 void tc_close(tc_client *c);
 
 int tc_send_raw(tc_client *c, const void *p, size_t n);
+/* Sends a frame (a BATCH envelope signed first, see tc_client). */
 int tc_send_frame(tc_client *c, int type, const void *payload, size_t len);
+/* Sends a frame exactly as given, with these frame flags. */
+int tc_send_frame_flags(tc_client *c, int type, unsigned flags, const void *payload, size_t len);
+/* A ROUTED BATCH: the hops (NULL-terminated, nearest the origin first), then
+ * the envelope as given (sign it first if it should be signed). */
+int tc_send_routed(tc_client *c, const char *const *hops, const uint8_t *env, size_t len);
+
+/* Signs an unsigned envelope as its origin would: sets the SIGNED flag and
+ * appends the signature block (alg, certificate DER, ECDSA over SHA-256 of
+ * the signed region) made with the PEM certificate and key files. Returns a
+ * malloc'd envelope. */
+uint8_t *tc_sign_envelope(const char *cert_file, const char *key_file, const uint8_t *env,
+                          size_t len, size_t *out_len);
+/* The same with DIR/<node>.crt and DIR/<node>.key. */
+uint8_t *tc_sign_as(const tc_env *e, const char *node, const uint8_t *env, size_t len,
+                    size_t *out_len);
 int tc_send_msg(tc_client *c, const ss_msg *m);
 /* Receives one frame: 1 (payload malloc'd into *payload), 0 closed, -1
  * timeout or error. */

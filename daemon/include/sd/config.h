@@ -35,15 +35,18 @@ typedef struct sd_config {
     uint64_t writer_max_batch;
     uint64_t stale_after_s;
     uint64_t drain_timeout_ms;
+    uint64_t require_signatures; /* 0/1 (SD_CFG_BOOL) */
+    uint64_t sig_cache_size;
     char log_level[8];
 } sd_config;
 
 typedef enum sd_config_type {
-    SD_CFG_ADDR = 1, /* HOST:PORT */
-    SD_CFG_PATH = 2, /* file path */
-    SD_CFG_ID = 3,   /* node id (ident.h rules) */
-    SD_CFG_UINT = 4, /* unsigned integer in [min, max] */
-    SD_CFG_LEVEL = 5 /* debug | info | warn | error */
+    SD_CFG_ADDR = 1,  /* HOST:PORT */
+    SD_CFG_PATH = 2,  /* file path */
+    SD_CFG_ID = 3,    /* node id (ident.h rules) */
+    SD_CFG_UINT = 4,  /* unsigned integer in [min, max] */
+    SD_CFG_LEVEL = 5, /* debug | info | warn | error */
+    SD_CFG_BOOL = 6   /* true | false (flags also 1/0, yes/no, on/off); stored as uint64_t */
 } sd_config_type;
 
 typedef struct sd_config_def {
@@ -69,7 +72,7 @@ void sd_config_defaults(sd_config *cfg);
 int sd_config_set(sd_config *cfg, const char *name, const char *value, char *err, size_t errcap);
 
 /* Applies a JSON config file (an object of key: value; numbers for integer
- * keys, strings for the rest). Unknown keys are errors. Returns 0, or
+ * keys, true/false for boolean keys, strings for the rest). Unknown keys are errors. Returns 0, or
  * SS_ECONFIG / SS_EIO with a message naming the file and key. */
 int sd_config_load_file(sd_config *cfg, const char *path, char *err, size_t errcap);
 

@@ -33,6 +33,14 @@ unsigned long long sd_server_raise_fd_limit(const sd_config *cfg, const sd_log *
 int sd_server_new(uv_loop_t *loop, const sd_config *cfg, const sd_log *log, sd_writer *writer,
                   sd_server **out, char *err, size_t errcap);
 
+struct sd_sig;
+/* Origin signatures: installs the TLS context's trust store (CA + CRL) into
+ * sig now and after every successful reload (which also clears its cache),
+ * and keeps the CRL in DER for the CRL frames sent to relay peers after
+ * WELCOME and after each reload. sig must outlive the server. Call before
+ * sd_server_start. Returns 0, or an error with a message in err. */
+int sd_server_set_sig(sd_server *s, struct sd_sig *sig, char *err, size_t errcap);
+
 /* Binds and listens on cfg->listen, installs the signal handlers, writes
  * cfg->port_file if set. Returns 0 or an error (err says which). */
 int sd_server_start(sd_server *s, char *err, size_t errcap);
@@ -49,7 +57,9 @@ void sd_server_shutdown(sd_server *s, void (*done)(void *arg), void *arg);
 
 /* As on SIGHUP: rebuild the TLS context from the configured files (new
  * connections use it) and re-verify live sessions against the new CA/CRL,
- * closing those that no longer pass. Returns 0, or the error building the
+ * closing those that no longer pass; the origin-signature verifier moves to
+ * the new trust store (its cache cleared) and every live relay session gets
+ * the new CRL. Returns 0, or the error building the
  * new context (the old one stays in use). */
 int sd_server_reload(sd_server *s);
 

@@ -40,7 +40,8 @@ typedef struct sd_peer {
     char fingerprint[65]; /* SHA-256 of the certificate DER, hex */
     char serial[41];      /* certificate serial, hex */
     char addr[64];        /* "ip:port" */
-    char path[256];       /* "direct", or "via <relay>[,<relay>...]" */
+    char path[640];       /* "direct", or "via <relay>[,<relay>...]" (up to
+                           * SS_ROUTE_MAX_HOPS claimed hops and the deliverer) */
     int64_t session_id;   /* from sd_store_session_begin, 0 if none */
 } sd_peer;
 
@@ -68,17 +69,33 @@ int sd_store_begin(sd_store *s);
 int sd_store_commit(sd_store *s); /* durable when it returns 0 */
 int sd_store_rollback(sd_store *s);
 
+struct sd_sig;
+/* Origin signatures (sd/sig.h) for every later sd_store_apply on this
+ * handle; sig must outlive the store. Without it (the default) signatures
+ * are not checked and each change is authorized by the delivering peer's
+ * certificate. With it, a SIGNED envelope is verified and its changes are
+ * authorized by the ORIGIN certificate's sites, whoever delivered it; with
+ * require_signatures, an unsigned envelope is refused (SS_ESIG). Call before
+ * the store is handed to the writer thread. */
+void sd_store_set_sig(sd_store *s, struct sd_sig *sig, int require_signatures);
+
 /* Applies one envelope inside the open transaction (a savepoint of its own,
  * so a refused envelope leaves the transaction as it was). Checks, in order:
- * envelope and body structure (the proto code, audited, nothing applied);
+ * envelope structure; with a verifier set (sd_store_set_sig), the origin
+ * signature of a SIGNED envelope before its body is parsed (SS_ESIG,
+ * SS_ECERT, SS_EREVOKED: every change audited as rejected:<code> when the
+ * body parses, else one entry; nothing applied; no sequence consumed);
+ * body structure (the proto code, audited, nothing applied);
  * the peer's right to send it at all (role gateway: the origin must be its
  * own node, else SS_EAUTH; role relay: any origin; other roles: SS_EROLE;
- * every change audited, nothing applied, no sequence consumed); the sequence
+ * every change audited, nothing applied, no sequence consumed); an unsigned
+ * envelope when signatures are required (SS_ESIG, as above); the sequence
  * (gap: SS_EGAP with resume; the part at or below the committed sequence is
  * compared byte for byte with what was committed: equal -> re-acknowledged,
  * audited as duplicate, not re-applied; different -> SS_ETAMPER, nothing of
- * the envelope applied). Then per new change: the site against the peer's
- * certificate (and against the site that owns an existing record), clock
+ * the envelope applied). Then per new change: the site against the origin
+ * certificate of a verified envelope, else the peer's certificate (and
+ * against the site that owns an existing record), clock
  * skew, schema; a refused change is listed in out->rejects, audited, and its
  * sequence number consumed. Valid changes merge per field by (hlc, origin),
  * losers go to the ledger, every change gets one audit entry, and the
