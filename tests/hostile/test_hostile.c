@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -136,16 +137,30 @@ static int slowloris_round(tc_env *e, tc_daemon *d, const hx_workload *w, int n,
 TEST(slowloris)
 {
     int n = 1000;
-    hx_need_fds(n + 256);
     tc_env e;
     tc_daemon d;
     tc_env_setup(&e);
     hx_issue_honest(&e, 10);
+    /* The daemon inherits a soft descriptor limit of 512, the kind of
+     * default it meets in production (often 1024): it must raise its own
+     * to the hard limit to hold 1,000 attackers and still serve. */
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    ASSERT(rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= (rlim_t)(n + 256));
+    rlim_t soft = rl.rlim_cur;
+    rl.rlim_cur = 512;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
     /* A 2 s deadline (default 10 s): the swarm is cut and comes back while
      * the honest clients run, so the daemon also pays for the churn of a
      * real attack's reconnect loop. */
     const char *extra[] = { "--handshake-timeout-ms", "2000", NULL };
     tc_daemon_start(&e, &d, extra);
+    rl.rlim_cur = soft;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    hx_need_fds(n + 256);
+    ASSERT(tc_log_wait(&d, "event=fd_limit soft=", 5000));
+    ASSERT_EQ(tc_log_count(&d, "was=512 "), 1);
+    ASSERT_EQ(tc_log_count(&d, "event=fd_limit_low"), 0);
     hx_workload w = { 10, hx_scale(20, 10), 3, 20 };
     hx_result warm;
     hx_run_workload(&e, d.port, &w, &warm); /* page cache, WAL, allocator */
