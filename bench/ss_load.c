@@ -94,6 +94,7 @@ typedef struct conn {
     size_t out_len, out_pos;
     uint8_t ctrl[512];
     int ctrl_pending; /* a control frame (HELLO/BYE) is queued in ctrl */
+    int bye_sent;     /* our BYE is written: waiting for the daemon to close */
     size_t ctrl_len;
     uint64_t t_start, t_done;
     uint64_t rejects;
@@ -438,6 +439,9 @@ static uint8_t *make_frame(const options *o, const gwid *g, uint64_t first, uint
     if (!o->unsigned_envs) {
         uint8_t sig[SS_SIG_DER_MAX];
         size_t sig_len = sizeof sig;
+        /* A context reused across keys must be reset, or OpenSSL keeps
+         * signing with the first key it was given. */
+        EVP_MD_CTX_reset(md);
         if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, g->key) != 1 ||
             EVP_DigestSign(md, sig, &sig_len, env, env_len) != 1) {
             ssl_errors("sign");
@@ -577,7 +581,7 @@ static void conn_write(loop *l, conn *c)
                 c->out = c->ctrl;
                 c->out_len = c->ctrl_len;
             } else if (c->state == S_CLOSING) {
-                conn_finish(l, c);
+                c->bye_sent = 1; /* the daemon answers and closes */
                 return;
             } else if (c->state == S_STREAM && c->next < c->nframes && c->inflight < c->window) {
                 if (l->t_first_send == 0)
@@ -674,7 +678,10 @@ static void on_frame(loop *l, conn *c, const ss_frame *f)
         break;
     }
     case SS_FRAME_BYE:
-        conn_fail(l, c, "BYE from the daemon", m.u.bye.reason);
+        if (c->bye_sent)
+            conn_finish(l, c);
+        else
+            conn_fail(l, c, "BYE from the daemon", m.u.bye.reason);
         break;
     default:
         break; /* PONG and the like */
@@ -696,6 +703,10 @@ static void conn_read(loop *l, conn *c)
                 return;
             }
             ERR_clear_error();
+            if (c->bye_sent) {
+                conn_finish(l, c);
+                return;
+            }
             conn_fail(l, c, "the daemon closed the session",
                       e == SSL_ERROR_ZERO_RETURN ? "close_notify" : "reset or TLS alert");
             return;

@@ -26,6 +26,7 @@ ss_half_args() {
     if [ ! -r "$PKI/ca/crl.pem" ] || [ ! -r "$PKI/ca/private/ca.key" ]; then
         bench_die "the run's PKI was not made by sitesync-pki (no $PKI/ca/crl.pem)"
     fi
+    BUILD=$(cd "$BUILD" && pwd) PKI=$(cd "$PKI" && pwd)
     # shellcheck disable=SC2034 # used by the scripts that source this file
     BIN=$BUILD/bench SITESYNCD=$BUILD/daemon/sitesyncd ADMIN=$BUILD/daemon/sitesync-admin
     # shellcheck disable=SC2034
