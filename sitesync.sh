@@ -22,9 +22,10 @@ usage: ./sitesync.sh <command>
 
   demo      install what is missing, build, and run the whole system locally
             (PKI, sitesyncd on SQLite, gateways over mutual TLS on 127.0.0.1)
-  test      install what is missing, build (normal and ASan+UBSan, warnings as
-            errors), check formatting, and run the full test suite with CTest
-            (set SITESYNC_FUZZ_SECONDS to change each fuzz target's run time)
+  test      install what is missing, build (normal, ASan+UBSan and TSan, warnings
+            as errors), check formatting, and run the full test suite with CTest
+            (the threaded tests under TSan; set SITESYNC_FUZZ_SECONDS to change
+            each fuzz target's run time)
   build     install what is missing and build into ./build
   deps      only install the Debian packages
 
@@ -84,24 +85,52 @@ run_ctest() {
     (cd "$dir" && ctest --output-on-failure -j "$JOBS" "$@")
 }
 
+# stage NAME: prints how long the previous stage took and starts timing NAME.
+STAGE_NAME=
+STAGE_START=0
+stage() {
+    if [ -n "$STAGE_NAME" ]; then
+        STAGE_TIMES+=("$STAGE_NAME: $((SECONDS - STAGE_START)) s")
+    fi
+    STAGE_NAME=$1
+    STAGE_START=$SECONDS
+}
+
 test_all() {
+    STAGE_TIMES=()
+    stage "dependencies + format check + normal build"
     deps
     format_check
     build
+    stage "normal test suite"
     say "test suite (normal build)"
     run_ctest "$BUILD"
 
     local asan=${BUILD}-asan
+    stage "ASan+UBSan build + test suite"
     say "test suite under AddressSanitizer + UndefinedBehaviorSanitizer ($asan)"
     configure_build "$asan" -DCMAKE_BUILD_TYPE=Debug -DSITESYNC_WERROR=ON -DSITESYNC_SANITIZE=ON
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
         run_ctest "$asan"
 
+    # The threads are the daemon's libuv loop and its group-commit writer:
+    # the tests labelled "threads" (writer unit test, daemon integration and
+    # I/O-fault tests) run under ThreadSanitizer; any report fails the run.
+    local tsan=${BUILD}-tsan
+    stage "TSan build + threaded tests"
+    say "threaded tests under ThreadSanitizer ($tsan)"
+    configure_build "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSITESYNC_WERROR=ON -DSITESYNC_TSAN=ON
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "$tsan" -L threads
+
     local fuzz=${BUILD}-fuzz
+    stage "fuzz build + runs"
     say "fuzz targets under ASan+UBSan (libFuzzer, ${SITESYNC_FUZZ_SECONDS:-60} s each)"
     CC=clang BUILD_TARGET=fuzz_all configure_build "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DSITESYNC_FUZZ=ON \
         -DSITESYNC_FUZZ_SECONDS="${SITESYNC_FUZZ_SECONDS:-60}" -DSITESYNC_WERROR=ON
     run_ctest "$fuzz" -L fuzz
+    stage ""
+    say "stage times:"
+    printf '    %s\n' "${STAGE_TIMES[@]}"
     say "all test suites passed"
 }
 
