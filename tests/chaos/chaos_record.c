@@ -11,14 +11,22 @@
  *
  * usage: chaos_record JOURNAL_DIR CERT_PEM N SEED OWN_SITE SHARED_SITE OUT_FILE
  *
+ * OUT_FILE is appended to, and the journal is held under the same fcntl lock
+ * as sitesync-gw takes (<journal>/lock, waiting up to 60 s), so recording can
+ * go on in chunks while `sitesync-gw run` syncs the same journal.
+ *
  * The mix (per change, seeded): 60 % new incident on OWN_SITE, 14 % update of
  * one of this gateway's live incidents (status, severity, actions_taken), 2 %
  * delete of one (never written again), 12 % status of OWN_SITE, 12 % status
  * of SHARED_SITE (the record every gateway races on, field by field). */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/x509_crt.h>
 
@@ -86,6 +94,30 @@ static int load_ident(const char *cert_path, ss_ident *id)
     mbedtls_x509_crt_free(&crt);
     free(pem);
     return rc == 0 ? 0 : -1;
+}
+
+/* The journal lock of gateway/main.c: exclusive fcntl lock on <dir>/lock. */
+static int lock_journal(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    for (int waited = 0; waited < 60000; waited += 10) {
+        if (fcntl(fd, F_SETLK, &fl) == 0)
+            return fd;
+        if (errno != EACCES && errno != EAGAIN)
+            break;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    return -1;
 }
 
 typedef struct workload {
@@ -214,6 +246,12 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = 1;
+    int lock_fd = lock_journal(argv[1]);
+    if (lock_fd < 0) {
+        fprintf(stderr, "chaos_record: journal %s: lock not obtained within 60 s\n", argv[1]);
+        fws_posix_destroy(px);
+        return 1;
+    }
     gw_journal_config jc;
     gw_journal_config_default(&jc);
     gw_node_init(&w.node);
@@ -222,7 +260,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "chaos_record: journal %s: %s\n", argv[1], ss_strerror(orc));
         goto exit;
     }
-    w.out = fopen(argv[7], "w");
+    w.out = fopen(argv[7], "a");
     if (!w.out) {
         fprintf(stderr, "chaos_record: cannot write %s\n", argv[7]);
         goto exit;
@@ -235,6 +273,7 @@ exit:
     if (w.out && fclose(w.out) != 0)
         rc = 1;
     gw_node_free(&w.node);
+    close(lock_fd); /* drops the lock */
     fws_posix_destroy(px);
     return rc;
 }
