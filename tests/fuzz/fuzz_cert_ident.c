@@ -1,13 +1,15 @@
 /* fuzz_cert_ident.c - libFuzzer target for the daemon's certificate identity
  * extraction (sd_tls_cert_ident, sd_tls_cert_fingerprint), which also runs
  * on the unverified leaf inside the verify callback, so its input is
- * attacker-chosen DER. An input starting with 0x30 (an ASN.1 SEQUENCE) is a
+ * attacker-chosen DER, and the clientAuth check (sd_tls_cert_client_eku)
+ * that every peer certificate must pass. An input starting with 0x30 (an ASN.1 SEQUENCE) is a
  * whole DER certificate. Any other first byte makes a certificate from the
  * rest: records [type][len][bytes] become subjectAltName entries (URI, DNS,
- * email, IP; bit 7 of type puts the entry into a second SAN extension), the
- * certificate is signed, encoded and parsed back with d2i_X509, so the fuzzer
- * reaches the URI rules without having to keep DER lengths consistent.
- * The identity must match the independent model in ident_model.h. */
+ * email, IP; bit 7 of type puts the entry into a second SAN extension), bits
+ * 0 and 1 of the first byte add clientAuth and serverAuth to an
+ * extendedKeyUsage extension, and the certificate is signed, encoded and parsed back with d2i_X509,
+ * so the fuzzer reaches the URI rules without having to keep DER lengths consistent. The identity
+ * must match the independent model in ident_model.h. */
 // fuzz-link: sd
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,6 +116,33 @@ static void check_ident(X509 *x)
     }
 }
 
+/* clientAuth is granted only by an extendedKeyUsage extension that names
+ * it: never by its absence ("any purpose" to OpenSSL), never by serverAuth.
+ * On a certificate OpenSSL flags invalid (a duplicate extension, say) the
+ * answer may be 0 but never 1 without clientAuth; X509_verify_cert refuses
+ * such a certificate anyway. */
+static void check_eku(X509 *x)
+{
+    int got = sd_tls_cert_client_eku(x);
+    ASSERT(got == 0 || got == 1);
+    int invalid = (X509_get_extension_flags(x) & EXFLAG_INVALID) != 0;
+    int crit = 0, want = 0;
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, &crit, NULL);
+    if (eku) {
+        for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++)
+            want |= OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i)) == NID_client_auth;
+        EXTENDED_KEY_USAGE_free(eku);
+    } else if (crit != -1) {
+        /* Repeated or undecodable: an EKU nobody can read grants nothing. */
+        ASSERT_EQ(got, 0);
+        return;
+    }
+    if (invalid)
+        ASSERT(got == 0 || want == 1);
+    else
+        ASSERT_EQ(got, want);
+}
+
 static void check_der(const uint8_t *der, size_t size)
 {
     if (size > INT32_MAX)
@@ -124,6 +153,7 @@ static void check_der(const uint8_t *der, size_t size)
         return;
     ASSERT(p > der && p <= der + size);
     check_ident(x);
+    check_eku(x);
     check_fingerprint(x);
     X509_free(x);
 }
@@ -142,7 +172,19 @@ static void add_name(GENERAL_NAMES *gens, unsigned kind, const uint8_t *b, size_
     ASSERT_GT(sk_GENERAL_NAME_push(gens, g), 0);
 }
 
-static void check_synthesised(const uint8_t *data, size_t size)
+static void add_eku(X509 *x, uint8_t bits)
+{
+    EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+    ASSERT(eku != NULL);
+    if (bits & 1)
+        ASSERT_GT(sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)), 0);
+    if (bits & 2)
+        ASSERT_GT(sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)), 0);
+    ASSERT_EQ(X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_APPEND), 1);
+    sk_ASN1_OBJECT_free(eku); /* the objects are static */
+}
+
+static void check_synthesised(uint8_t mode, const uint8_t *data, size_t size)
 {
     GENERAL_NAMES *san[2] = { GENERAL_NAMES_new(), GENERAL_NAMES_new() };
     X509 *x = X509_new();
@@ -174,6 +216,8 @@ static void check_synthesised(const uint8_t *data, size_t size)
         if (sk_GENERAL_NAME_num(san[k]) > 0)
             ASSERT_EQ(X509_add1_ext_i2d(x, NID_subject_alt_name, san[k], 0, X509V3_ADD_APPEND), 1);
     }
+    if (mode & 3)
+        add_eku(x, mode & 3);
     ASSERT_GT(X509_sign(x, sign_key, EVP_sha256()), 0);
 
     unsigned char *der = NULL;
@@ -195,6 +239,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] == 0x30)
         check_der(data, size);
     else
-        check_synthesised(data + 1, size - 1);
+        check_synthesised(data[0], data + 1, size - 1);
     return 0;
 }
