@@ -219,7 +219,7 @@ static void writer_thread(void *arg)
             /* Nothing of this batch is durable: no job may be acknowledged. */
             char msg[sizeof batch->result.message];
             snprintf(why, sizeof why, "%s", sd_store_last_error(w->store));
-            snprintf(msg, sizeof msg, "transaction failed, nothing committed: %s", why);
+            snprintf(msg, sizeof msg, "transaction failed, nothing committed: %.120s", why);
             sd_store_rollback(w->store);
             for (sd_job *j = batch; j; j = j->next)
                 fail_job(j, SS_EDB, msg);

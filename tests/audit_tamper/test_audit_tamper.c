@@ -13,7 +13,7 @@
  * end to end on database copies.
  *
  * AUDIT_TAMPER_SEED=N replays another sample; AUDIT_TAMPER_POSITIONS=N
- * changes its size (default 1000, 250 under ASan). */
+ * changes its size (default 1000, 100 under ASan). */
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -421,7 +421,7 @@ TEST(tamper_detected)
     const char *seed_env = getenv("AUDIT_TAMPER_SEED");
     const char *npos_env = getenv("AUDIT_TAMPER_POSITIONS");
     uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 20261204;
-    long npos = npos_env ? strtol(npos_env, NULL, 10) : (asan && asan[0] == '1' ? 250 : 1000);
+    long npos = npos_env ? strtol(npos_env, NULL, 10) : (asan && asan[0] == '1' ? 100 : 1000);
     ASSERT_GE(npos, 3);
     fprintf(stderr, "audit_tamper: seed %llu, %ld positions (AUDIT_TAMPER_SEED=%llu to replay)\n",
             (unsigned long long)seed, npos, (unsigned long long)seed);
