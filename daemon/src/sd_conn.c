@@ -1283,7 +1283,17 @@ void sd__conn_accept(sd_server *s)
     }
     struct sockaddr_storage sa;
     int salen = sizeof sa;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+    rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen);
+    if (rc == UV_ENOTCONN) {
+        /* Reset while it waited in the backlog (a flood's connect-and-
+         * reset): nobody to serve, and whatever bytes it left behind would
+         * cost TLS work from an address no penalty can name. */
+        c->quiet = 1;
+        SD_DEBUG(s->log, "conn_refused", "addr=? reason=peer_gone");
+        sd__conn_abort(c, "peer_gone");
+        return;
+    }
+    if (rc == 0) {
         char ip[INET6_ADDRSTRLEN];
         int port = 0;
         if (sa.ss_family == AF_INET) {
