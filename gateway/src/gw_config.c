@@ -57,6 +57,23 @@ static const gw_config_key keys[] = {
       "run: first retry delay after a failed sync" },
     { "backoff_max_ms", GW_CT_U64, OFF(backoff_max_ms), 1, MS_DAY, "300000",
       "run: longest retry delay (exponential with jitter up to this)" },
+    /* relay mode (sitesync-gw relay: a regional hub) */
+    { "listen", GW_CT_STR, OFF(listen), 0, 0, "",
+      "relay: address to listen on for gateways and lower hubs, HOST:PORT" },
+    { "crl", GW_CT_STR, OFF(crl), 0, 0, "/etc/sitesync/crl.pem",
+      "relay: the CA's CRL (PEM or DER); a newer one from upstream replaces it" },
+    { "crl_stale_policy", GW_CT_STR, OFF(crl_stale_policy), 0, 0, "warn",
+      "relay: past the CRL's nextUpdate: warn (keep enforcing it) | refuse (no handshakes)" },
+    { "max_conns", GW_CT_U64, OFF(max_conns), 1, 65536, "256",
+      "relay: downstream connections at most" },
+    { "relay_window", GW_CT_U64, OFF(relay_window), 1, 1024, "32",
+      "relay: BATCH frames a downstream may have unacknowledged" },
+    { "relay_max_envelopes", GW_CT_U64, OFF(relay_max_envelopes), 16, 16777216, "65536",
+      "relay: envelopes the hub journal holds at most (its index)" },
+    { "idle_timeout_ms", GW_CT_U64, OFF(idle_timeout_ms), 1000, MS_DAY, "120000",
+      "relay: a silent downstream connection is closed after this" },
+    { "port_file", GW_CT_STR, OFF(port_file), 0, 0, "",
+      "relay: write the bound listening port here (for listen port 0)" },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL },
 };
 
@@ -192,6 +209,10 @@ int gw_config_check(const gw_config *c, char *msg, size_t cap)
     const char *lv = c->log_level;
     if (strcmp(lv, "error") && strcmp(lv, "warn") && strcmp(lv, "info") && strcmp(lv, "debug")) {
         snprintf(msg, cap, "log_level: one of error, warn, info, debug");
+        return SS_ECONFIG;
+    }
+    if (strcmp(c->crl_stale_policy, "warn") && strcmp(c->crl_stale_policy, "refuse")) {
+        snprintf(msg, cap, "crl_stale_policy: warn or refuse");
         return SS_ECONFIG;
     }
     if (c->site[0] && ss_id_check_str(c->site) < 0) {

@@ -406,10 +406,24 @@ int gw_tls_connect(gw_tls *t, const char *host, uint16_t port, uint32_t timeout_
         return err == SS_ETIMEDOUT ? SS_ECLOSED : err;
     }
     t->ssl_ready = 1;
-    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
+    if (gw_tls_verify_peer(t, &t->ssl, host, NULL) < 0) {
+        tls_close(t);
+        return SS_ECERT;
+    }
+    fws_log(t->shim, FWS_LOG_INFO, "event=tls_connected host=%s suite=%s", host,
+            mbedtls_ssl_get_ciphersuite(&t->ssl));
+    out->ops = &tls_ops;
+    out->ctx = t;
+    return 0;
+}
+
+int gw_tls_verify_peer(gw_tls *t, const mbedtls_ssl_context *ssl, const char *host,
+                       ss_ident *peer_out)
+{
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(ssl);
     ss_ident pid;
     int ip_ok = 0;
-    rc = gw_crt_ident(peer, &pid, t->name_is_ip ? t->ip : NULL, t->ip_len, &ip_ok);
+    int rc = gw_crt_ident(peer, &pid, t->name_is_ip ? t->ip : NULL, t->ip_len, &ip_ok);
     const char *why = NULL;
     if (rc < 0)
         why = "peer certificate carries no valid sitesync identity";
@@ -421,13 +435,12 @@ int gw_tls_connect(gw_tls *t, const char *host, uint16_t port, uint32_t timeout_
         fws_log(t->shim, FWS_LOG_ERROR,
                 "event=tls_verify_failed host=%s expected_name=%s reason=\"%s\"", host,
                 t->server_name, why);
-        tls_close(t);
         return SS_ECERT;
     }
-    fws_log(t->shim, FWS_LOG_INFO, "event=tls_connected host=%s peer=%s role=%s suite=%s", host,
-            pid.node, ss_role_name(pid.role), mbedtls_ssl_get_ciphersuite(&t->ssl));
-    out->ops = &tls_ops;
-    out->ctx = t;
+    if (peer_out)
+        *peer_out = pid;
+    fws_log(t->shim, FWS_LOG_INFO, "event=tls_peer host=%s peer=%s role=%s", host, pid.node,
+            ss_role_name(pid.role));
     return 0;
 }
 

@@ -25,6 +25,12 @@ typedef struct gw_config {
     uint64_t max_frame, window, batch_max;
     uint64_t handshake_timeout_ms, io_timeout_ms, ping_interval_ms;
     uint64_t backoff_min_ms, backoff_max_ms;
+    /* relay mode */
+    char listen[300];
+    char crl[GW_PATH_MAX];
+    char crl_stale_policy[16];
+    char port_file[GW_PATH_MAX];
+    uint64_t max_conns, relay_window, relay_max_envelopes, idle_timeout_ms;
 } gw_config;
 
 typedef enum gw_ctype { GW_CT_STR = 1, GW_CT_U64 = 2 } gw_ctype;

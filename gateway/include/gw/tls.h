@@ -66,6 +66,50 @@ const ss_ident *gw_tls_ident(const gw_tls *t);
 int gw_tls_connect(gw_tls *t, const char *host, uint16_t port, uint32_t timeout_ms, gw_stream *out);
 void gw_tls_free(gw_tls *t);
 
+/* The post-handshake checks of gw_tls_connect on any client session made
+ * with t's configuration: the peer carries a sitesync identity of a daemon
+ * or relay, and, for an IP literal as expected name, a matching iPAddress
+ * SAN. Returns 0 or SS_ECERT (reason logged); *peer_out (optional) gets the
+ * identity. */
+int gw_tls_verify_peer(gw_tls *t, const mbedtls_ssl_context *ssl, const char *host,
+                       ss_ident *peer_out);
+
+/* --- non-blocking TLS over a shim socket (relay mode) ---
+ * One connection, either side, driven by the caller's poll loop: the bio
+ * callbacks never wait (fws_send / fws_recv with timeout 0), so "would
+ * block" surfaces as 0 / 1 returns here, and writes are buffered in a
+ * plaintext output buffer of fixed size. */
+typedef struct gw_nbconn {
+    const fws *shim;
+    fws_sock *sock;
+    mbedtls_ssl_context ssl;
+    uint8_t *out; /* plaintext not yet taken by mbedtls_ssl_write */
+    size_t out_len, out_cap;
+    size_t wpend; /* length of a write that returned WANT_WRITE: retried as is */
+    int hs_done, started, eof;
+} gw_nbconn;
+
+void gw_nb_init(gw_nbconn *c);
+/* Takes ownership of sock and starts a session with conf (hostname: the name
+ * to verify for a client, NULL otherwise). Returns 0 or SS_ENOMEM / SS_EIO
+ * (sock is closed on failure). */
+int gw_nb_start(gw_nbconn *c, const fws *shim, fws_sock *sock, const mbedtls_ssl_config *conf,
+                const char *hostname, size_t out_cap);
+/* Advances the handshake: 0 done, 1 in progress, or SS_ECERT (the peer's
+ * certificate failed verification: flags logged), SS_ECLOSED, SS_EIO. */
+int gw_nb_handshake(gw_nbconn *c);
+/* Reads application data: > 0 bytes, 0 nothing now, SS_ECLOSED, SS_EIO. */
+int gw_nb_read(gw_nbconn *c, uint8_t *buf, size_t cap);
+/* Queues bytes; SS_ENOSPC if they do not fit (nothing queued). */
+int gw_nb_queue(gw_nbconn *c, const void *buf, size_t len);
+size_t gw_nb_room(const gw_nbconn *c);
+/* Pushes queued bytes: 0 all sent, 1 some left (poll for output), < 0 error. */
+int gw_nb_flush(gw_nbconn *c);
+/* 1 if the connection has bytes waiting for the socket to drain. */
+int gw_nb_want_write(const gw_nbconn *c);
+/* Sends close_notify (best effort), closes the socket, frees. Safe twice. */
+void gw_nb_close(gw_nbconn *c);
+
 /* Feeds every SAN URI of a parsed certificate into id (walking the
  * extension: mbed TLS 2.28 lists only dNSName and otherName). Returns 0 or
  * SS_EIDENT. If ips/nips are given, iPAddress entries are counted and the

@@ -1,0 +1,1348 @@
+/* gw_relay.c - relay mode: the hub's poll loop. Downstream: an mbed TLS
+ * server (non-blocking over the shim) that checks each peer's certificate
+ * (CA, local CRL, role, clientAuth, sites within the hub's own), speaks the
+ * daemon's side of the protocol and acknowledges an envelope only once it
+ * is synced in the hub journal (one sync per loop turn for everything that
+ * arrived: a group commit). Upstream: one client session as role relay that
+ * forwards envelopes byte for byte (ROUTED with the hops they came through),
+ * round-robin across origins, advances per-origin committed from ACKs and
+ * reclaims, rewinds on gap, records refusals, and adopts CRLs. */
+#include "gw/relay.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/error.h>
+#include <mbedtls/md.h>
+#include <mbedtls/oid.h>
+
+#include "gw/sync.h"
+#include "proto/alloc.h"
+#include "proto/envelope.h"
+#include "proto/err.h"
+#include "proto/msg.h"
+#include "proto/relay.h"
+
+#define RX_CHUNK     16384
+#define DOWN_OUT_CAP (64u << 10)
+#define MAX_TOUCH    128
+#define CRL_STORE    "crl.der"
+#define SOFTWARE     "sitesync-gw 0.1.0 relay"
+
+enum { ST_FREE = 0, ST_HS, ST_HELLO, ST_ACTIVE };
+enum { UP_DOWN = 0, UP_HS, UP_WELCOME, UP_ACTIVE };
+
+static const int suites[] = { MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                              MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                              MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 0 };
+
+typedef struct dconn {
+    gw_nbconn nb;
+    int state;
+    char addr[64];
+    ss_ident id;
+    ss_fdec dec;
+    int64_t t0, last_rx;
+    int close_after_flush;
+    uint32_t touched[MAX_TOUCH];
+    int ntouched;
+} dconn;
+
+typedef struct upconn {
+    gw_nbconn nb;
+    int state;
+    ss_fdec dec;
+    int64_t t0, last_rx, last_ping, next_try;
+    unsigned failures;
+    uint32_t window, max_frame;
+    uint32_t nin;
+    uint32_t *in_o;
+    uint64_t *in_last;
+} upconn;
+
+struct gw_relay {
+    const fws *shim;
+    gw_relay_config cfg;
+    gw_hubj hj;
+    mbedtls_ssl_config sconf;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_x509_crt ca, cert;
+    mbedtls_pk_context key;
+    mbedtls_x509_crl *crl;
+    uint64_t crl_number;
+    int64_t crl_warned_ms;
+    ss_ident ident;
+    gw_tls up_tls;
+    gw_sync_config backoff;
+    fws_sock *listener;
+    uint16_t port;
+    dconn *conns;
+    upconn up;
+    uint64_t *cursor, *gap_resume;
+    uint8_t *blocked;
+    uint32_t rr;
+    uint8_t *buf;
+    size_t buf_cap;
+    uint8_t rx[RX_CHUNK];
+    ss_hlc clk;
+    uint64_t ping_nonce;
+    int64_t last_ckpt;
+    fws_pollfd *pfd;
+    int fatal;
+};
+
+static void log_mbed(const fws *shim, const char *what, int rc)
+{
+    char msg[160];
+    mbedtls_strerror(rc, msg, sizeof(msg));
+    fws_log(shim, FWS_LOG_ERROR, "event=relay_tls_error op=%s mbedtls=-0x%04x reason=\"%s\"", what,
+            (unsigned)-rc, msg);
+}
+
+static int shim_entropy(void *arg, unsigned char *out, size_t len)
+{
+    return fws_entropy(arg, out, len) == 0 ? 0 : MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
+}
+
+uint16_t gw_relay_port(const gw_relay *r)
+{
+    return r->port;
+}
+
+const char *gw_relay_node(const gw_relay *r)
+{
+    return r->ident.node;
+}
+
+/* ---- CRL ------------------------------------------------------------------ */
+
+/* crlNumber (2.5.29.20) from the CRL's extensions, 0 if absent: mbed TLS
+ * 2.28 keeps the extensions raw, so look for the OID and read the INTEGER
+ * inside the OCTET STRING after it. */
+static uint64_t crl_number_of(const mbedtls_x509_crl *c)
+{
+    static const uint8_t oid[] = { 0x06, 0x03, 0x55, 0x1d, 0x14 };
+    const uint8_t *p = c->crl_ext.p, *end = p ? p + c->crl_ext.len : NULL;
+    for (; p && p + sizeof(oid) + 4 <= end; p++) {
+        if (memcmp(p, oid, sizeof(oid)) != 0)
+            continue;
+        const uint8_t *q = p + sizeof(oid);
+        if (q[0] == 0x01 && q + 3 <= end) /* critical BOOLEAN */
+            q += 3;
+        if (q + 4 > end || q[0] != 0x04 || q[2] != 0x02)
+            return 0;
+        size_t n = q[3];
+        q += 4;
+        if (n < 1 || n > 9 || q + n > end)
+            return 0;
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; i++)
+            v = (v << 8) | q[i];
+        return v;
+    }
+    return 0;
+}
+
+/* The CRL must be issued and signed by our CA. */
+static int crl_verify(gw_relay *r, const mbedtls_x509_crl *c)
+{
+    uint8_t hash[MBEDTLS_MD_MAX_SIZE];
+    const mbedtls_md_info_t *md = mbedtls_md_info_from_type(c->sig_md);
+    if (!md || c->issuer_raw.len != r->ca.subject_raw.len ||
+        memcmp(c->issuer_raw.p, r->ca.subject_raw.p, c->issuer_raw.len) != 0)
+        return SS_ECERT;
+    if (mbedtls_md(md, c->tbs.p, c->tbs.len, hash) != 0 ||
+        mbedtls_pk_verify_ext(c->sig_pk, c->sig_opts, &r->ca.pk, c->sig_md, hash,
+                              mbedtls_md_get_size(md), c->sig.p, c->sig.len) != 0)
+        return SS_ECERT;
+    return 0;
+}
+
+static void send_crl_down(gw_relay *r, dconn *c);
+
+/* Parses, verifies and (if not older than ours) installs a CRL; stores it so
+ * a restart while the centre is unreachable keeps enforcing it. */
+static int crl_adopt(gw_relay *r, const uint8_t *buf, size_t len, const char *source)
+{
+    mbedtls_x509_crl *c = ss_malloc(sizeof(*c));
+    uint8_t *tmp = ss_malloc(len + 1);
+    int rc = SS_ECERT;
+    if (!c || !tmp) {
+        ss_free(c);
+        ss_free(tmp);
+        return SS_ENOMEM;
+    }
+    mbedtls_x509_crl_init(c);
+    memcpy(tmp, buf, len);
+    tmp[len] = '\0';
+    int mrc = mbedtls_x509_crl_parse(c, tmp, len + (len > 0 && tmp[0] == '-' ? 1 : 0));
+    ss_free(tmp);
+    if (mrc != 0) {
+        log_mbed(r->shim, "crl_parse", mrc);
+        goto refuse;
+    }
+    if (crl_verify(r, c) < 0) {
+        fws_log(r->shim, FWS_LOG_ERROR,
+                "event=crl_refused source=%s reason=\"not issued or not signed by the CA\"",
+                source);
+        goto refuse;
+    }
+    uint64_t num = crl_number_of(c);
+    if (r->crl && num < r->crl_number) {
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=crl_refused source=%s reason=older number=%" PRIu64 " have=%" PRIu64, source,
+                num, r->crl_number);
+        rc = SS_EVERSION;
+        goto refuse;
+    }
+    if (r->crl && num == r->crl_number && r->crl->raw.len == c->raw.len &&
+        memcmp(r->crl->raw.p, c->raw.p, c->raw.len) == 0) {
+        mbedtls_x509_crl_free(c);
+        ss_free(c);
+        return 0; /* the one we have */
+    }
+    rc = fws_write_atomic(r->shim, CRL_STORE, c->raw.p, c->raw.len);
+    if (rc < 0)
+        fws_log(r->shim, FWS_LOG_WARN, "event=crl_store_failed err=%s", fws_strerror(rc));
+    mbedtls_x509_crl *old = r->crl;
+    r->crl = c;
+    r->crl_number = num;
+    /* New handshakes verify against it from now on; one in progress reads
+     * the configuration's pointer when it verifies, so freeing the old one
+     * here is safe in this single-threaded loop. */
+    mbedtls_ssl_conf_ca_chain(&r->sconf, &r->ca, r->crl);
+    if (old) {
+        mbedtls_x509_crl_free(old);
+        ss_free(old);
+    }
+    fws_log(r->shim, FWS_LOG_INFO, "event=crl_adopted source=%s number=%" PRIu64 " revoked_any=%d",
+            source, num, c->entry.raw.p != NULL);
+    for (uint32_t i = 0; r->conns && i < r->cfg.max_conns; i++)
+        if (r->conns[i].state == ST_ACTIVE && r->conns[i].id.role == SS_ROLE_RELAY)
+            send_crl_down(r, &r->conns[i]);
+    return 0;
+refuse:
+    mbedtls_x509_crl_free(c);
+    ss_free(c);
+    return rc;
+}
+
+static int verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    gw_relay *r = arg;
+    (void)crt;
+    (void)depth;
+    if (*flags & MBEDTLS_X509_BADCRL_EXPIRED) {
+        int64_t now = fws_mono_ms(r->shim);
+        if (!r->cfg.crl_stale_refuse) {
+            /* "warn": keep enforcing the last CRL we have. */
+            *flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
+            if (r->crl_warned_ms == 0 || now - r->crl_warned_ms >= 3600 * 1000) {
+                r->crl_warned_ms = now;
+                fws_log(r->shim, FWS_LOG_WARN,
+                        "event=crl_stale policy=warn number=%" PRIu64
+                        " reason=\"past nextUpdate: still enforced; the centre has not sent a "
+                        "newer one\"",
+                        r->crl_number);
+            }
+        } else {
+            fws_log(r->shim, FWS_LOG_WARN,
+                    "event=crl_stale policy=refuse number=%" PRIu64
+                    " reason=\"past nextUpdate: downstream handshake refused\"",
+                    r->crl_number);
+        }
+    }
+    return 0;
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+static int queue_frame(gw_nbconn *nb, int type, unsigned flags, const uint8_t *p, size_t len)
+{
+    uint8_t hdr[SS_FRAME_HEADER_LEN];
+    if (gw_nb_room(nb) < len + sizeof(hdr))
+        return SS_ENOSPC;
+    int rc = ss_frame_write_header(hdr, type, flags, (uint32_t)len);
+    if (rc < 0)
+        return rc;
+    (void)gw_nb_queue(nb, hdr, sizeof(hdr));
+    return gw_nb_queue(nb, p, len);
+}
+
+static int queue_msg(gw_relay *r, gw_nbconn *nb, const ss_msg *m)
+{
+    int n = ss_msg_encode(m, r->buf, r->buf_cap);
+    if (n < 0)
+        return n;
+    return queue_frame(nb, m->type, 0, r->buf, (size_t)n);
+}
+
+static void queue_error(gw_relay *r, gw_nbconn *nb, int code, const char *origin, uint64_t resume,
+                        const char *msg)
+{
+    ss_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = SS_FRAME_ERROR;
+    m.u.error.code = code;
+    m.u.error.resume = resume;
+    if (origin)
+        snprintf(m.u.error.origin, sizeof(m.u.error.origin), "%s", origin);
+    snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", msg);
+    (void)queue_msg(r, nb, &m);
+}
+
+/* ---- downstream -------------------------------------------------------------- */
+
+static void dconn_close(gw_relay *r, dconn *c, const char *why)
+{
+    if (c->state != ST_FREE)
+        fws_log(r->shim, FWS_LOG_INFO, "event=downstream_closed peer=%s node=%s reason=%s", c->addr,
+                c->id.node[0] ? c->id.node : "-", why);
+    gw_nb_close(&c->nb);
+    ss_fdec_free(&c->dec);
+    memset(c, 0, sizeof(*c));
+    c->state = ST_FREE;
+}
+
+static void refuse_peer(gw_relay *r, dconn *c, int code, const char *why)
+{
+    fws_log(r->shim, FWS_LOG_WARN, "event=downstream_refused peer=%s node=%s code=%s reason=\"%s\"",
+            c->addr, c->id.node[0] ? c->id.node : "-", ss_err_name(code), why);
+    queue_error(r, &c->nb, code, NULL, 0, why);
+    c->close_after_flush = 1;
+}
+
+static void send_crl_down(gw_relay *r, dconn *c)
+{
+    if (!r->crl)
+        return;
+    if (queue_frame(&c->nb, SS_FRAME_CRL, 0, r->crl->raw.p, r->crl->raw.len) < 0)
+        fws_log(r->shim, FWS_LOG_WARN, "event=crl_not_sent peer=%s reason=no_room", c->id.node);
+}
+
+static void accept_new(gw_relay *r)
+{
+    for (int k = 0; k < 16; k++) {
+        fws_sock *s = NULL;
+        char addr[64];
+        int rc = fws_accept(r->shim, r->listener, &s, addr, sizeof(addr));
+        if (rc < 0)
+            return;
+        dconn *c = NULL;
+        for (uint32_t i = 0; i < r->cfg.max_conns && !c; i++)
+            if (r->conns[i].state == ST_FREE)
+                c = &r->conns[i];
+        if (!c) {
+            fws_log(r->shim, FWS_LOG_WARN, "event=downstream_busy peer=%s max_conns=%u", addr,
+                    r->cfg.max_conns);
+            fws_sock_close(r->shim, s);
+            continue;
+        }
+        memset(c, 0, sizeof(*c));
+        if (gw_nb_start(&c->nb, r->shim, s, &r->sconf, NULL, DOWN_OUT_CAP) < 0)
+            continue;
+        snprintf(c->addr, sizeof(c->addr), "%s", addr);
+        ss_fdec_init(&c->dec, r->cfg.max_frame + 1024);
+        c->state = ST_HS;
+        c->t0 = c->last_rx = fws_mono_ms(r->shim);
+    }
+}
+
+/* The peer's certificate passed the chain and CRL checks in the handshake;
+ * now what it may do: a sitesync gateway or relay, clientAuth, and only
+ * sites this hub carries. */
+static void check_peer(gw_relay *r, dconn *c)
+{
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->nb.ssl);
+    if (!peer || gw_crt_ident(peer, &c->id, NULL, 0, NULL) < 0) {
+        refuse_peer(r, c, SS_EIDENT, "certificate carries no valid sitesync identity");
+        return;
+    }
+    if (c->id.role != SS_ROLE_GATEWAY && c->id.role != SS_ROLE_RELAY) {
+        refuse_peer(r, c, SS_EROLE, "only gateways and relays connect to a hub");
+        return;
+    }
+    if (mbedtls_x509_crt_check_extended_key_usage(peer, MBEDTLS_OID_CLIENT_AUTH,
+                                                  MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0) {
+        refuse_peer(r, c, SS_EROLE, "certificate lacks the clientAuth extended key usage");
+        return;
+    }
+    for (int i = 0; i < c->id.nsites; i++) {
+        if (!ss_ident_has_site(&r->ident, c->id.sites[i])) {
+            char why[160];
+            snprintf(why, sizeof(why), "site %s is not carried by hub %s", c->id.sites[i],
+                     r->ident.node);
+            refuse_peer(r, c, SS_EFORBIDDEN, why);
+            return;
+        }
+    }
+    fws_log(r->shim, FWS_LOG_INFO, "event=downstream_connected peer=%s node=%s role=%s", c->addr,
+            c->id.node, ss_role_name(c->id.role));
+    c->state = ST_HELLO;
+}
+
+static void touch(dconn *c, uint32_t o)
+{
+    for (int i = 0; i < c->ntouched; i++)
+        if (c->touched[i] == o)
+            return;
+    if (c->ntouched < MAX_TOUCH)
+        c->touched[c->ntouched++] = o;
+}
+
+static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
+{
+    ss_msg m;
+    ss_verr verr;
+    memset(&verr, 0, sizeof(verr));
+    if (f->type != SS_FRAME_HELLO) {
+        refuse_peer(r, c, SS_EPROTO, "expected HELLO");
+        return;
+    }
+    if (ss_msg_decode(f->type, f->payload, f->len, &m, &verr) < 0) {
+        refuse_peer(r, c, verr.code ? verr.code : SS_EPROTO, "bad HELLO");
+        return;
+    }
+    if (strcmp(m.u.hello.node, c->id.node) != 0 || m.u.hello.role != c->id.role) {
+        ss_msg_free(&m);
+        refuse_peer(r, c, SS_EAUTH, "HELLO does not match the certificate");
+        return;
+    }
+    int n = 1 + (c->id.role == SS_ROLE_RELAY ? m.u.hello.norigins : 0);
+    ss_oseq *cs = ss_malloc(sizeof(ss_oseq) * (size_t)n);
+    if (!cs) {
+        ss_msg_free(&m);
+        refuse_peer(r, c, SS_ENOMEM, "out of memory");
+        return;
+    }
+    memset(cs, 0, sizeof(ss_oseq) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        const char *id = i == 0 ? c->id.node : m.u.hello.origins[i - 1].origin;
+        memcpy(cs[i].origin, id, strlen(id) + 1);
+        int o = gw_hubj_origin(&r->hj, id, 0);
+        cs[i].seq = o >= 0 ? gw_hubj_have(&r->hj, (uint32_t)o) : 0;
+    }
+    ss_msg_free(&m);
+    ss_msg w;
+    memset(&w, 0, sizeof(w));
+    w.type = SS_FRAME_WELCOME;
+    w.u.welcome.proto = SS_PROTO_VERSION;
+    memcpy(w.u.welcome.node, r->ident.node, sizeof(w.u.welcome.node));
+    ss_hlc_t now = 0;
+    (void)ss_hlc_now(&r->clk, (uint64_t)fws_wall_ms(r->shim), &now);
+    w.u.welcome.time = now;
+    w.u.welcome.max_frame = r->cfg.max_frame + 1024;
+    w.u.welcome.window = r->cfg.window;
+    w.u.welcome.ncommitted = n;
+    w.u.welcome.committed = cs;
+    int rc = queue_msg(r, &c->nb, &w);
+    ss_free(cs);
+    if (rc < 0) {
+        refuse_peer(r, c, SS_ELIMIT, "WELCOME does not fit the output buffer");
+        return;
+    }
+    c->state = ST_ACTIVE;
+    if (c->id.role == SS_ROLE_RELAY)
+        send_crl_down(r, c);
+}
+
+static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
+{
+    const uint8_t *envp = f->payload;
+    size_t envl = f->len, off = 0;
+    ss_route route;
+    memset(&route, 0, sizeof(route));
+    if (f->flags & SS_FRAME_FLAG_ROUTED) {
+        if (c->id.role != SS_ROLE_RELAY) {
+            refuse_peer(r, c, SS_EROLE, "only a relay may send a routed BATCH");
+            return;
+        }
+        if (ss_route_parse(f->payload, f->len, &route, &off) < 0) {
+            refuse_peer(r, c, SS_EPROTO, "bad route prefix");
+            return;
+        }
+        envp += off;
+        envl -= off;
+    }
+    ss_envelope env;
+    int rc = ss_envelope_parse(envp, envl, &env);
+    if (rc < 0) {
+        refuse_peer(r, c, rc, "bad envelope");
+        return;
+    }
+    if (c->id.role == SS_ROLE_GATEWAY && strcmp(env.origin, c->id.node) != 0) {
+        refuse_peer(r, c, SS_EAUTH, "a gateway sends only its own envelopes");
+        return;
+    }
+    rc = gw_hubj_origin(&r->hj, env.origin, 1);
+    if (rc < 0) {
+        queue_error(r, &c->nb, SS_ELIMIT, env.origin, 0, "too many origins at this hub");
+        return;
+    }
+    uint32_t o = (uint32_t)rc;
+    uint64_t have = gw_hubj_have(&r->hj, o), last = ss_envelope_last_seq(&env);
+    if (env.first_seq > have + 1 && r->hj.origins[o].nrecs == 0) {
+        /* Nothing of this origin is pending here: the downstream was
+         * acknowledged up to first_seq - 1 elsewhere (directly, or through
+         * this hub before a reclaim), so its stream continues here. A real
+         * hole is still caught upstream. */
+        fws_log(r->shim, FWS_LOG_INFO,
+                "event=origin_resumes_here origin=%s first=%" PRIu64 " had=%" PRIu64, env.origin,
+                env.first_seq, have);
+    } else if (env.first_seq > have + 1) {
+        queue_error(r, &c->nb, SS_EGAP, env.origin, have + 1, "gap: resume from resume");
+        return;
+    }
+    if (last > have) {
+        /* Forwarded under the hops it came through: a gateway's own envelope
+         * goes up unrouted; one from a relay gets that relay appended. */
+        uint8_t rbuf[1 + SS_ROUTE_MAX_HOPS * (1 + SS_ID_MAX)];
+        int rl = 0;
+        if (c->id.role == SS_ROLE_RELAY) {
+            if (ss_route_push(&route, c->id.node) < 0 ||
+                (rl = ss_route_write(rbuf, sizeof(rbuf), &route)) < 0) {
+                queue_error(r, &c->nb, SS_ELIMIT, env.origin, 0, "route too long");
+                return;
+            }
+        }
+        rc = gw_hubj_append(&r->hj, o, env.first_seq, env.count, rbuf, (size_t)rl, envp, envl);
+        if (rc < 0) {
+            queue_error(r, &c->nb, rc, env.origin, 0, ss_strerror(rc));
+            if (rc != SS_EFULL && rc != SS_EOVERSIZE) {
+                c->close_after_flush = 1;
+                if (r->hj.broken)
+                    r->fatal = r->hj.broken;
+            }
+            return;
+        }
+    }
+    touch(c, o); /* new or duplicate: acknowledged once durable */
+}
+
+static void on_frame(gw_relay *r, dconn *c, const ss_frame *f)
+{
+    if (c->state == ST_HELLO) {
+        on_hello(r, c, f);
+        return;
+    }
+    if (f->type == SS_FRAME_BATCH) {
+        on_batch(r, c, f);
+        return;
+    }
+    ss_msg m;
+    ss_verr verr;
+    if (f->type != SS_FRAME_PING && f->type != SS_FRAME_PONG && f->type != SS_FRAME_BYE) {
+        refuse_peer(r, c, SS_EPROTO, "unexpected frame");
+        return;
+    }
+    if (ss_msg_decode(f->type, f->payload, f->len, &m, &verr) < 0) {
+        refuse_peer(r, c, SS_EPROTO, "bad control frame");
+        return;
+    }
+    if (m.type == SS_FRAME_PING) {
+        ss_msg p;
+        memset(&p, 0, sizeof(p));
+        p.type = SS_FRAME_PONG;
+        p.u.ping.nonce = m.u.ping.nonce;
+        (void)queue_msg(r, &c->nb, &p);
+    } else if (m.type == SS_FRAME_BYE) {
+        c->close_after_flush = 1;
+    }
+    ss_msg_free(&m);
+}
+
+static void dconn_read(gw_relay *r, dconn *c)
+{
+    for (int chunk = 0; chunk < 4 && !c->close_after_flush && c->state != ST_FREE; chunk++) {
+        int n = gw_nb_read(&c->nb, r->rx, sizeof(r->rx));
+        if (n == 0)
+            return;
+        if (n < 0) {
+            dconn_close(r, c, n == SS_ECLOSED ? "closed" : ss_err_name(n));
+            return;
+        }
+        c->last_rx = fws_mono_ms(r->shim);
+        size_t off = 0;
+        while (off < (size_t)n && !c->close_after_flush) {
+            size_t used = 0;
+            int rc = ss_fdec_feed(&c->dec, r->rx + off, (size_t)n - off, &used);
+            off += used;
+            if (rc < 0) {
+                refuse_peer(r, c, rc, "undecodable frame");
+                return;
+            }
+            if (rc == 1) {
+                ss_frame f;
+                if (ss_fdec_frame(&c->dec, &f) == 0)
+                    on_frame(r, c, &f);
+            }
+        }
+    }
+}
+
+static void dconn_step(gw_relay *r, dconn *c, int readable)
+{
+    int64_t now = fws_mono_ms(r->shim);
+    if (c->state == ST_HS) {
+        int rc = gw_nb_handshake(&c->nb);
+        if (rc < 0) {
+            fws_log(r->shim, FWS_LOG_WARN,
+                    "event=downstream_refused peer=%s code=%s reason=\"TLS handshake failed "
+                    "(certificate, revocation or protocol)\"",
+                    c->addr, ss_err_name(rc));
+            dconn_close(r, c, "handshake");
+            return;
+        }
+        if (rc == 1) {
+            if (now - c->t0 > (int64_t)r->cfg.handshake_timeout_ms)
+                dconn_close(r, c, "handshake_timeout");
+            return;
+        }
+        check_peer(r, c);
+    }
+    if (c->state == ST_HELLO && now - c->t0 > (int64_t)r->cfg.handshake_timeout_ms &&
+        !c->close_after_flush) {
+        dconn_close(r, c, "hello_timeout");
+        return;
+    }
+    if ((readable || c->state >= ST_HELLO) && !c->close_after_flush)
+        dconn_read(r, c);
+    if (c->state == ST_ACTIVE && now - c->last_rx > (int64_t)r->cfg.idle_timeout_ms)
+        dconn_close(r, c, "idle");
+}
+
+static void send_acks(gw_relay *r, dconn *c)
+{
+    if (c->ntouched == 0 || c->state == ST_FREE)
+        return;
+    ss_oseq acks[MAX_TOUCH];
+    ss_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = SS_FRAME_ACK;
+    for (int i = 0; i < c->ntouched; i++) {
+        const char *id = r->hj.origins[c->touched[i]].id;
+        memcpy(acks[i].origin, id, strlen(id) + 1);
+        acks[i].seq = gw_hubj_have(&r->hj, c->touched[i]);
+    }
+    m.u.ack.nacks = c->ntouched;
+    m.u.ack.acks = acks;
+    if (queue_msg(r, &c->nb, &m) < 0)
+        fws_log(r->shim, FWS_LOG_WARN, "event=ack_deferred peer=%s", c->id.node);
+    else
+        c->ntouched = 0;
+}
+
+/* ---- upstream ---------------------------------------------------------------- */
+
+static void up_fail(gw_relay *r, int err, const char *why)
+{
+    upconn *u = &r->up;
+    int64_t now = fws_mono_ms(r->shim);
+    uint32_t d = gw_backoff_ms(r->shim, &r->backoff, u->failures);
+    if (u->failures < 31)
+        u->failures++;
+    fws_log(r->shim, FWS_LOG_WARN,
+            "event=upstream_down err=%s reason=\"%s\" retry_in_ms=%u in_flight=%u",
+            ss_err_name(err), why, d, u->nin);
+    gw_nb_close(&u->nb);
+    ss_fdec_free(&u->dec);
+    u->state = UP_DOWN;
+    u->nin = 0;
+    u->next_try = now + d;
+}
+
+static void up_connect(gw_relay *r)
+{
+    upconn *u = &r->up;
+    fws_sock *s = NULL;
+    uint32_t to = r->cfg.handshake_timeout_ms < 3000 ? r->cfg.handshake_timeout_ms : 3000;
+    int rc = fws_connect(r->shim, r->cfg.up_host, r->cfg.up_port, to, &s);
+    if (rc < 0) {
+        up_fail(r, gw_map_net_err(rc), "connect");
+        return;
+    }
+    rc = gw_nb_start(&u->nb, r->shim, s, &r->up_tls.conf,
+                     r->up_tls.name_is_ip ? NULL : r->up_tls.server_name,
+                     (size_t)r->cfg.hub.max_envelope * 2 + 65536);
+    if (rc < 0) {
+        up_fail(r, rc, "tls setup");
+        return;
+    }
+    ss_fdec_init(&u->dec, SS_FRAME_DEFAULT_MAX);
+    u->state = UP_HS;
+    u->t0 = u->last_rx = fws_mono_ms(r->shim);
+}
+
+static int up_hello(gw_relay *r)
+{
+    ss_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = SS_FRAME_HELLO;
+    m.u.hello.proto = SS_PROTO_VERSION;
+    memcpy(m.u.hello.node, r->ident.node, sizeof(m.u.hello.node));
+    m.u.hello.role = SS_ROLE_RELAY;
+    m.u.hello.max_frame = SS_FRAME_DEFAULT_MAX;
+    memcpy(m.u.hello.software, SOFTWARE, sizeof(SOFTWARE));
+    uint32_t n = r->hj.norigins < SS_MSG_MAX_ORIGINS ? r->hj.norigins : SS_MSG_MAX_ORIGINS;
+    ss_oseq *os = n ? ss_malloc(sizeof(ss_oseq) * n) : NULL;
+    if (n && !os)
+        return SS_ENOMEM;
+    int k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(r->hj.origins[i].id, r->ident.node) != 0) {
+            memset(&os[k], 0, sizeof(os[k]));
+            memcpy(os[k].origin, r->hj.origins[i].id, strlen(r->hj.origins[i].id) + 1);
+            k++;
+        }
+    m.u.hello.norigins = k;
+    m.u.hello.origins = os;
+    int rc = queue_msg(r, &r->up.nb, &m);
+    ss_free(os);
+    return rc;
+}
+
+static void drop_inflight(gw_relay *r, uint32_t o, uint64_t upto)
+{
+    upconn *u = &r->up;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < u->nin; i++) {
+        if (u->in_o[i] == o && u->in_last[i] <= upto)
+            continue;
+        u->in_o[k] = u->in_o[i];
+        u->in_last[k] = u->in_last[i];
+        k++;
+    }
+    u->nin = k;
+}
+
+static void on_welcome(gw_relay *r, const ss_welcome *w)
+{
+    upconn *u = &r->up;
+    u->window = w->window < 1 ? 1 : w->window;
+    if (u->window > 1024)
+        u->window = 1024;
+    u->max_frame = w->max_frame;
+    (void)ss_hlc_recv(&r->clk, w->time, (uint64_t)fws_wall_ms(r->shim), 0, NULL);
+    for (int i = 0; i < w->ncommitted; i++) {
+        int o = gw_hubj_origin(&r->hj, w->committed[i].origin, 0);
+        if (o >= 0)
+            gw_hubj_commit(&r->hj, (uint32_t)o, w->committed[i].seq);
+    }
+    for (uint32_t o = 0; o < r->hj.norigins; o++) {
+        r->cursor[o] = r->hj.origins[o].committed + 1;
+        r->gap_resume[o] = 0;
+        r->blocked[o] = 0;
+    }
+    u->nin = 0;
+    u->failures = 0;
+    u->state = UP_ACTIVE;
+    fws_log(r->shim, FWS_LOG_INFO, "event=upstream_welcome node=%s window=%u origins=%d", w->node,
+            u->window, w->ncommitted);
+}
+
+static void on_up_ack(gw_relay *r, const ss_ack *a)
+{
+    for (int i = 0; i < a->nrejects; i++) {
+        const ss_reject *x = &a->rejects[i];
+        int o = gw_hubj_origin(&r->hj, x->origin, 0);
+        if (o < 0)
+            continue;
+        fws_log(r->shim, FWS_LOG_WARN, "event=upstream_rejected origin=%s seq=%" PRIu64 " code=%s",
+                x->origin, x->seq, ss_err_name(x->code));
+        (void)gw_hubj_note_refused(&r->hj, (uint32_t)o, x->seq, ss_err_name(x->code), x->message);
+    }
+    for (int i = 0; i < a->nacks; i++) {
+        int o = gw_hubj_origin(&r->hj, a->acks[i].origin, 0);
+        if (o < 0)
+            continue;
+        gw_hubj_commit(&r->hj, (uint32_t)o, a->acks[i].seq);
+        drop_inflight(r, (uint32_t)o, a->acks[i].seq);
+        if (r->cursor[o] <= a->acks[i].seq)
+            r->cursor[o] = a->acks[i].seq + 1;
+    }
+}
+
+static void on_up_error(gw_relay *r, const ss_error *e)
+{
+    int o = e->origin[0] ? gw_hubj_origin(&r->hj, e->origin, 0) : -1;
+    if (o < 0) {
+        up_fail(r, e->code, e->message);
+        return;
+    }
+    if (e->code == SS_EGAP) {
+        uint64_t resume = e->resume ? e->resume : r->hj.origins[o].committed + 1;
+        if (resume > 1)
+            gw_hubj_commit(&r->hj, (uint32_t)o, resume - 1);
+        drop_inflight(r, (uint32_t)o, UINT64_MAX);
+        if (r->gap_resume[o] == resume) {
+            /* The same hole twice: the hub cannot supply it (lost here, or
+             * never received). Stop this origin for this session; the
+             * upstream keeps reporting it incomplete. */
+            r->blocked[o] = 1;
+            fws_log(r->shim, FWS_LOG_ERROR,
+                    "event=origin_blocked origin=%s resume=%" PRIu64
+                    " reason=\"upstream gap this hub cannot fill\"",
+                    e->origin, resume);
+            (void)gw_hubj_note_refused(
+                &r->hj, (uint32_t)o, resume, "gap",
+                "upstream misses this sequence and the hub cannot supply it");
+            return;
+        }
+        r->gap_resume[o] = resume;
+        r->cursor[o] = resume;
+        fws_log(r->shim, FWS_LOG_INFO, "event=upstream_gap origin=%s resume=%" PRIu64, e->origin,
+                resume);
+        return;
+    }
+    /* An envelope refused as a whole (bad signature, certificate, tamper):
+     * recorded, never retried by us; the upstream's view of the origin
+     * shows the hole. */
+    fws_log(r->shim, FWS_LOG_ERROR,
+            "event=upstream_refused origin=%s seq=%" PRIu64 " code=%s reason=\"%s\"", e->origin,
+            e->seq, ss_err_name(e->code), e->message);
+    (void)gw_hubj_note_refused(&r->hj, (uint32_t)o, e->seq, ss_err_name(e->code), e->message);
+    upconn *u = &r->up;
+    for (uint32_t i = 0; i < u->nin; i++)
+        if (u->in_o[i] == (uint32_t)o && (e->seq == 0 || u->in_last[i] >= e->seq)) {
+            u->in_o[i] = u->in_o[u->nin - 1];
+            u->in_last[i] = u->in_last[u->nin - 1];
+            u->nin--;
+            break;
+        }
+}
+
+static void on_up_frame(gw_relay *r, const ss_frame *f)
+{
+    upconn *u = &r->up;
+    if (f->type == SS_FRAME_CRL) {
+        (void)crl_adopt(r, f->payload, f->len, "upstream");
+        return;
+    }
+    if (f->type == SS_FRAME_BATCH || f->type == SS_FRAME_HELLO) {
+        up_fail(r, SS_EPROTO, "unexpected frame from upstream");
+        return;
+    }
+    ss_msg m;
+    ss_verr verr;
+    memset(&verr, 0, sizeof(verr));
+    if (ss_msg_decode(f->type, f->payload, f->len, &m, &verr) < 0) {
+        up_fail(r, SS_EPROTO, verr.msg);
+        return;
+    }
+    if (u->state == UP_WELCOME && m.type != SS_FRAME_WELCOME) {
+        if (m.type == SS_FRAME_ERROR)
+            up_fail(r, m.u.error.code, m.u.error.message);
+        else
+            up_fail(r, SS_EPROTO, "expected WELCOME");
+        ss_msg_free(&m);
+        return;
+    }
+    switch (m.type) {
+    case SS_FRAME_WELCOME:
+        on_welcome(r, &m.u.welcome);
+        break;
+    case SS_FRAME_ACK:
+        on_up_ack(r, &m.u.ack);
+        break;
+    case SS_FRAME_ERROR:
+        on_up_error(r, &m.u.error);
+        break;
+    case SS_FRAME_PING: {
+        ss_msg p;
+        memset(&p, 0, sizeof(p));
+        p.type = SS_FRAME_PONG;
+        p.u.ping.nonce = m.u.ping.nonce;
+        (void)queue_msg(r, &u->nb, &p);
+        break;
+    }
+    case SS_FRAME_BYE:
+        up_fail(r, SS_ESHUTDOWN, "upstream said BYE");
+        break;
+    default:
+        break;
+    }
+    ss_msg_free(&m);
+}
+
+static void up_read(gw_relay *r)
+{
+    upconn *u = &r->up;
+    for (int chunk = 0; chunk < 8 && u->state >= UP_WELCOME; chunk++) {
+        int n = gw_nb_read(&u->nb, r->rx, sizeof(r->rx));
+        if (n == 0)
+            return;
+        if (n < 0) {
+            up_fail(r, n, "link");
+            return;
+        }
+        u->last_rx = fws_mono_ms(r->shim);
+        size_t off = 0;
+        while (off < (size_t)n && u->state >= UP_WELCOME) {
+            size_t used = 0;
+            int rc = ss_fdec_feed(&u->dec, r->rx + off, (size_t)n - off, &used);
+            off += used;
+            if (rc < 0) {
+                up_fail(r, rc, "undecodable frame from upstream");
+                return;
+            }
+            if (rc == 1) {
+                ss_frame f;
+                if (ss_fdec_frame(&u->dec, &f) == 0)
+                    on_up_frame(r, &f);
+            }
+        }
+    }
+}
+
+int gw_relay_up_inject(gw_relay *r, int type, unsigned flags, const uint8_t *payload, size_t len)
+{
+    if (r->up.state != UP_ACTIVE)
+        return SS_ECLOSED;
+    return queue_frame(&r->up.nb, type, flags, payload, len);
+}
+
+/* The record of origin o holding its cursor, or GW_HUB_NO_REC. */
+static uint32_t next_rec(gw_relay *r, uint32_t o)
+{
+    uint64_t cur = r->cursor[o];
+    for (uint32_t x = r->hj.origins[o].head; x != GW_HUB_NO_REC; x = r->hj.recs[x].next)
+        if (r->hj.recs[x].last >= cur)
+            return x;
+    return GW_HUB_NO_REC;
+}
+
+/* Round-robin across origins, one envelope per origin per turn, so one
+ * chatty site cannot starve the others; bounded by the upstream's window
+ * and the output buffer. */
+static void forward(gw_relay *r, int stopping)
+{
+    upconn *u = &r->up;
+    uint32_t no = r->hj.norigins;
+    if (u->state != UP_ACTIVE || stopping || no == 0)
+        return;
+    for (int turn = 0; turn < 1024 && u->nin < u->window; turn++) {
+        int progress = 0;
+        for (uint32_t k = 0; k < no && u->nin < u->window; k++) {
+            uint32_t o = (r->rr + k) % no;
+            if (r->blocked[o])
+                continue;
+            uint32_t x = next_rec(r, o);
+            if (x == GW_HUB_NO_REC)
+                continue;
+            const gw_hub_rec *rec = &r->hj.recs[x];
+            if (gw_nb_room(&u->nb) < (size_t)rec->len + SS_FRAME_HEADER_LEN)
+                return; /* the socket is behind: next turn */
+            size_t route_len = 0;
+            int len = gw_hubj_read(&r->hj, x, r->buf, r->buf_cap, &route_len);
+            if (len < 0 || (u->max_frame && (uint32_t)len > u->max_frame)) {
+                r->blocked[o] = 1;
+                fws_log(r->shim, FWS_LOG_ERROR,
+                        "event=origin_blocked origin=%s first=%" PRIu64 " reason=\"%s\"",
+                        r->hj.origins[o].id, rec->first,
+                        len < 0 ? ss_strerror(len) : "envelope larger than upstream max_frame");
+                (void)gw_hubj_note_refused(&r->hj, o, rec->first,
+                                           len < 0 ? ss_err_name(len) : "oversize",
+                                           "hub cannot forward this envelope");
+                continue;
+            }
+            gw_relay_fwd fw;
+            fw.origin = r->hj.origins[o].id;
+            fw.first = rec->first;
+            fw.last = rec->last;
+            fw.payload = route_len ? r->buf : r->buf + route_len;
+            fw.len = (size_t)len;
+            fw.flags = route_len ? SS_FRAME_FLAG_ROUTED : 0;
+            fw.env_off = route_len;
+            int act = GW_RELAY_FWD_SEND;
+            if (r->cfg.forward_hook)
+                act = r->cfg.forward_hook(r->cfg.hook_arg, r, &fw);
+            if (act == GW_RELAY_FWD_SEND &&
+                queue_frame(&u->nb, SS_FRAME_BATCH, fw.flags, fw.payload, fw.len) < 0)
+                return;
+            u->in_o[u->nin] = o;
+            u->in_last[u->nin] = rec->last;
+            u->nin++;
+            r->cursor[o] = rec->last + 1;
+            r->rr = (o + 1) % no;
+            progress = 1;
+        }
+        if (!progress)
+            break;
+    }
+}
+
+static void up_step(gw_relay *r, int stopping)
+{
+    upconn *u = &r->up;
+    int64_t now = fws_mono_ms(r->shim);
+    if (u->state == UP_DOWN) {
+        if (!stopping && now >= u->next_try)
+            up_connect(r);
+        if (u->state == UP_DOWN)
+            return;
+    }
+    if (u->state == UP_HS) {
+        int rc = gw_nb_handshake(&u->nb);
+        if (rc < 0) {
+            up_fail(r, rc, "handshake");
+            return;
+        }
+        if (rc == 1) {
+            if (now - u->t0 > (int64_t)r->cfg.handshake_timeout_ms)
+                up_fail(r, SS_ETIMEDOUT, "handshake timeout");
+            return;
+        }
+        if (gw_tls_verify_peer(&r->up_tls, &u->nb.ssl, r->cfg.up_host, NULL) < 0) {
+            up_fail(r, SS_ECERT, "upstream certificate");
+            return;
+        }
+        if (up_hello(r) < 0) {
+            up_fail(r, SS_ENOMEM, "HELLO");
+            return;
+        }
+        u->state = UP_WELCOME;
+    }
+    up_read(r);
+    if (u->state == UP_WELCOME && now - u->t0 > (int64_t)r->cfg.handshake_timeout_ms) {
+        up_fail(r, SS_ETIMEDOUT, "no WELCOME");
+        return;
+    }
+    if (u->state != UP_ACTIVE)
+        return;
+    forward(r, stopping);
+    if (now - u->last_rx > (int64_t)r->cfg.io_timeout_ms) {
+        up_fail(r, SS_ETIMEDOUT, "upstream silent");
+        return;
+    }
+    if (now - u->last_rx > (int64_t)r->cfg.ping_interval_ms &&
+        now - u->last_ping > (int64_t)r->cfg.ping_interval_ms) {
+        ss_msg p;
+        memset(&p, 0, sizeof(p));
+        p.type = SS_FRAME_PING;
+        p.u.ping.nonce = ++r->ping_nonce;
+        (void)queue_msg(r, &u->nb, &p);
+        u->last_ping = now;
+    }
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static int setup_server(gw_relay *r)
+{
+    const gw_relay_config *cfg = &r->cfg;
+    int rc;
+    if ((rc = mbedtls_x509_crt_parse(&r->ca, (const unsigned char *)cfg->ca_pem,
+                                     strlen(cfg->ca_pem) + 1)) != 0 ||
+        (rc = mbedtls_x509_crt_parse(&r->cert, (const unsigned char *)cfg->cert_pem,
+                                     strlen(cfg->cert_pem) + 1)) != 0 ||
+        (rc = mbedtls_pk_parse_key(&r->key, (const unsigned char *)cfg->key_pem,
+                                   strlen(cfg->key_pem) + 1, NULL, 0)) != 0 ||
+        (rc = mbedtls_pk_check_pair(&r->cert.pk, &r->key)) != 0) {
+        log_mbed(r->shim, "relay_credentials", rc);
+        return SS_ECERT;
+    }
+    if (gw_crt_ident(&r->cert, &r->ident, NULL, 0, NULL) < 0 || r->ident.role != SS_ROLE_RELAY) {
+        fws_log(r->shim, FWS_LOG_ERROR,
+                "event=relay_config reason=\"certificate is not a sitesync relay certificate\"");
+        return SS_ECERT;
+    }
+    if ((rc = mbedtls_ctr_drbg_seed(&r->drbg, shim_entropy, (void *)r->shim,
+                                    (const unsigned char *)"sitesync-hub", 12)) != 0) {
+        log_mbed(r->shim, "drbg_seed", rc);
+        return SS_EIO;
+    }
+    if ((rc = mbedtls_ssl_config_defaults(&r->sconf, MBEDTLS_SSL_IS_SERVER,
+                                          MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+        log_mbed(r->shim, "config_defaults", rc);
+        return SS_EIO;
+    }
+    mbedtls_ssl_conf_min_version(&r->sconf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&r->sconf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&r->sconf, suites);
+    mbedtls_ssl_conf_authmode(&r->sconf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_rng(&r->sconf, mbedtls_ctr_drbg_random, &r->drbg);
+    mbedtls_ssl_conf_verify(&r->sconf, verify_cb, r);
+    mbedtls_ssl_conf_renegotiation(&r->sconf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_ca_chain(&r->sconf, &r->ca, NULL);
+    if ((rc = mbedtls_ssl_conf_own_cert(&r->sconf, &r->cert, &r->key)) != 0) {
+        log_mbed(r->shim, "own_cert", rc);
+        return SS_ECERT;
+    }
+    return 0;
+}
+
+/* The newer of the configured CRL and the one adopted before (stored). */
+static int load_crls(gw_relay *r)
+{
+    fws_file *f = NULL;
+    if (fws_open(r->shim, CRL_STORE, 0, &f) == 0) {
+        uint64_t size = 0;
+        uint8_t *b = NULL;
+        if (fws_size(r->shim, f, &size) == 0 && size > 0 && size < (4u << 20) &&
+            (b = ss_malloc((size_t)size)) != NULL &&
+            fws_read_full(r->shim, f, 0, b, (size_t)size) == 0)
+            (void)crl_adopt(r, b, (size_t)size, "stored");
+        ss_free(b);
+        fws_close(r->shim, f);
+    }
+    if (r->cfg.crl && r->cfg.crl_len > 0)
+        (void)crl_adopt(r, r->cfg.crl, r->cfg.crl_len, "config");
+    if (!r->crl) {
+        fws_log(r->shim, FWS_LOG_ERROR,
+                "event=relay_config reason=\"no valid CRL from the CA (config crl or stored)\"");
+        return SS_ECONFIG;
+    }
+    return 0;
+}
+
+int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
+{
+    *out = NULL;
+    if (!cfg->ca_pem || !cfg->cert_pem || !cfg->key_pem || !cfg->listen_host || !cfg->up_host ||
+        cfg->max_conns < 1 || cfg->window < 1 || cfg->window > SS_MSG_MAX_WINDOW ||
+        cfg->max_frame < 4096)
+        return SS_ECONFIG;
+    gw_relay *r = ss_malloc(sizeof(*r));
+    if (!r)
+        return SS_ENOMEM;
+    memset(r, 0, sizeof(*r));
+    r->shim = shim;
+    r->cfg = *cfg;
+    mbedtls_ssl_config_init(&r->sconf);
+    mbedtls_ctr_drbg_init(&r->drbg);
+    mbedtls_x509_crt_init(&r->ca);
+    mbedtls_x509_crt_init(&r->cert);
+    mbedtls_pk_init(&r->key);
+    gw_tls_init(&r->up_tls);
+    gw_hubj_init(&r->hj);
+    gw_nb_init(&r->up.nb);
+    gw_sync_config_default(&r->backoff);
+    r->backoff.backoff_min_ms = cfg->backoff_min_ms;
+    r->backoff.backoff_max_ms = cfg->backoff_max_ms;
+    ss_hlc_init(&r->clk, 0);
+    int rc = setup_server(r);
+    if (rc == 0) {
+        gw_tls_config tc;
+        tc.ca_pem = cfg->ca_pem;
+        tc.cert_pem = cfg->cert_pem;
+        tc.key_pem = cfg->key_pem;
+        tc.server_name = cfg->up_name ? cfg->up_name : cfg->up_host;
+        rc = gw_tls_setup(&r->up_tls, shim, &tc);
+    }
+    if (rc == 0)
+        rc = gw_hubj_open(&r->hj, shim, &cfg->hub, 0);
+    uint32_t mo = cfg->hub.max_origins;
+    if (rc == 0) {
+        r->conns = ss_malloc(sizeof(dconn) * cfg->max_conns);
+        r->cursor = ss_malloc(sizeof(uint64_t) * mo);
+        r->gap_resume = ss_malloc(sizeof(uint64_t) * mo);
+        r->blocked = ss_malloc(mo);
+        r->up.in_o = ss_malloc(sizeof(uint32_t) * 1024);
+        r->up.in_last = ss_malloc(sizeof(uint64_t) * 1024);
+        r->buf_cap = (size_t)cfg->hub.max_envelope + 65536;
+        r->buf = ss_malloc(r->buf_cap);
+        r->pfd = ss_malloc(sizeof(fws_pollfd) * (cfg->max_conns + 2));
+        if (!r->conns || !r->cursor || !r->gap_resume || !r->blocked || !r->up.in_o ||
+            !r->up.in_last || !r->buf || !r->pfd)
+            rc = SS_ENOMEM;
+        else {
+            memset(r->conns, 0, sizeof(dconn) * cfg->max_conns);
+            memset(r->cursor, 0, sizeof(uint64_t) * mo);
+            memset(r->gap_resume, 0, sizeof(uint64_t) * mo);
+            memset(r->blocked, 0, mo);
+        }
+    }
+    if (rc == 0)
+        rc = load_crls(r);
+    if (rc == 0) {
+        rc = fws_listen(shim, cfg->listen_host, cfg->listen_port, &r->listener, &r->port);
+        if (rc < 0) {
+            fws_log(shim, FWS_LOG_ERROR, "event=relay_listen_failed host=%s port=%u err=%s",
+                    cfg->listen_host, (unsigned)cfg->listen_port, fws_strerror(rc));
+            rc = SS_EIO;
+        }
+    }
+    if (rc < 0) {
+        gw_relay_destroy(r);
+        return rc;
+    }
+    fws_log(shim, FWS_LOG_INFO,
+            "event=relay_listening node=%s host=%s port=%u upstream=%s:%u crl_number=%" PRIu64,
+            r->ident.node, cfg->listen_host, (unsigned)r->port, cfg->up_host,
+            (unsigned)cfg->up_port, r->crl_number);
+    *out = r;
+    return 0;
+}
+
+void gw_relay_destroy(gw_relay *r)
+{
+    if (!r)
+        return;
+    for (uint32_t i = 0; r->conns && i < r->cfg.max_conns; i++)
+        if (r->conns[i].state != ST_FREE)
+            dconn_close(r, &r->conns[i], "shutdown");
+    gw_nb_close(&r->up.nb);
+    ss_fdec_free(&r->up.dec);
+    if (r->listener)
+        fws_sock_close(r->shim, r->listener);
+    gw_hubj_free(&r->hj);
+    gw_tls_free(&r->up_tls);
+    mbedtls_ssl_config_free(&r->sconf);
+    mbedtls_ctr_drbg_free(&r->drbg);
+    mbedtls_x509_crt_free(&r->ca);
+    mbedtls_x509_crt_free(&r->cert);
+    mbedtls_pk_free(&r->key);
+    if (r->crl) {
+        mbedtls_x509_crl_free(r->crl);
+        ss_free(r->crl);
+    }
+    ss_free(r->conns);
+    ss_free(r->cursor);
+    ss_free(r->gap_resume);
+    ss_free(r->blocked);
+    ss_free(r->up.in_o);
+    ss_free(r->up.in_last);
+    ss_free(r->buf);
+    ss_free(r->pfd);
+    ss_free(r);
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+static void flush_all(gw_relay *r)
+{
+    for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+        dconn *c = &r->conns[i];
+        if (c->state == ST_FREE || (c->state == ST_HS && !c->close_after_flush))
+            continue;
+        int rc = gw_nb_flush(&c->nb);
+        if (rc < 0)
+            dconn_close(r, c, "write");
+        else if (rc == 0 && c->close_after_flush)
+            dconn_close(r, c, "done");
+    }
+    if (r->up.state >= UP_WELCOME && gw_nb_flush(&r->up.nb) < 0)
+        up_fail(r, SS_ECLOSED, "write");
+}
+
+static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
+{
+    int n = 0;
+    if (r->listener && !stopping) {
+        r->pfd[n].sock = r->listener;
+        r->pfd[n].events = FWS_POLL_IN;
+        n++;
+    }
+    int upi = -1;
+    if (r->up.state != UP_DOWN && r->up.nb.sock) {
+        upi = n;
+        r->pfd[n].sock = r->up.nb.sock;
+        r->pfd[n].events = FWS_POLL_IN | (gw_nb_want_write(&r->up.nb) ? FWS_POLL_OUT : 0);
+        n++;
+    }
+    int first_conn = n;
+    for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+        dconn *c = &r->conns[i];
+        if (c->state == ST_FREE)
+            continue;
+        r->pfd[n].sock = c->nb.sock;
+        r->pfd[n].events = FWS_POLL_IN | (gw_nb_want_write(&c->nb) ? FWS_POLL_OUT : 0);
+        n++;
+    }
+    for (int i = 0; i < n; i++)
+        r->pfd[i].revents = 0;
+    int rc = fws_poll(r->shim, r->pfd, n, wait_ms);
+    if (rc < 0 && rc != FWS_ETIMEDOUT && rc != FWS_EAGAIN) {
+        fws_log(r->shim, FWS_LOG_ERROR, "event=relay_poll_failed err=%s", fws_strerror(rc));
+        fws_sleep_ms(r->shim, 10);
+    }
+    if (!stopping && r->listener && (r->pfd[0].revents & FWS_POLL_IN))
+        accept_new(r);
+    int k = first_conn;
+    for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+        dconn *c = &r->conns[i];
+        if (c->state == ST_FREE)
+            continue;
+        /* Conns accepted this turn were not in the poll set. */
+        int readable = k < n && r->pfd[k].sock == c->nb.sock ? r->pfd[k].revents != 0 : 1;
+        if (k < n && r->pfd[k].sock == c->nb.sock)
+            k++;
+        dconn_step(r, c, readable);
+    }
+    /* Group commit: one sync for everything that arrived in this turn, then
+     * the ACKs. */
+    if (gw_hubj_sync(&r->hj) < 0) {
+        r->fatal = SS_EIO;
+        for (uint32_t i = 0; i < r->cfg.max_conns; i++)
+            if (r->conns[i].state != ST_FREE)
+                r->conns[i].ntouched = 0;
+    } else {
+        for (uint32_t i = 0; i < r->cfg.max_conns; i++)
+            send_acks(r, &r->conns[i]);
+    }
+    (void)upi;
+    up_step(r, stopping);
+    flush_all(r);
+    int64_t now = fws_mono_ms(r->shim);
+    if (r->hj.dirty && (now - r->last_ckpt >= 100 || stopping)) {
+        if (gw_hubj_checkpoint(&r->hj) < 0)
+            r->fatal = SS_EIO;
+        r->last_ckpt = now;
+    }
+    return r->fatal;
+}
+
+int gw_relay_run(gw_relay *r, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
+{
+    int rc = 0;
+    for (;;) {
+        if (reload && *reload) {
+            *reload = 0;
+            uint8_t *b = NULL;
+            size_t len = 0;
+            if (r->cfg.reload_crl && r->cfg.reload_crl(r->cfg.reload_arg, &b, &len) == 0) {
+                int arc = crl_adopt(r, b, len, "reload");
+                fws_log(r->shim, FWS_LOG_INFO, "event=crl_reload result=%s number=%" PRIu64,
+                        ss_err_name(arc), r->crl_number);
+            }
+            free(b);
+        }
+        if (stop && *stop)
+            break;
+        rc = turn(r, 0, 200);
+        if (rc < 0)
+            break;
+    }
+    /* Drain: no new connections or envelopes; ACKs of what is durable go
+     * out, the upstream gets a short while for the ACKs of what is in
+     * flight, then BYE both ways. */
+    fws_log(r->shim, FWS_LOG_INFO, "event=relay_stopping in_flight=%u", r->up.nin);
+    if (r->listener)
+        fws_sock_close(r->shim, r->listener);
+    r->listener = NULL;
+    int64_t until = fws_mono_ms(r->shim) + 2000;
+    for (int i = 0;
+         i < 100 && r->up.state == UP_ACTIVE && r->up.nin > 0 && fws_mono_ms(r->shim) < until; i++)
+        (void)turn(r, 1, 20);
+    ss_msg bye;
+    memset(&bye, 0, sizeof(bye));
+    bye.type = SS_FRAME_BYE;
+    snprintf(bye.u.bye.reason, sizeof(bye.u.bye.reason), "shutting down");
+    for (uint32_t i = 0; i < r->cfg.max_conns; i++)
+        if (r->conns[i].state >= ST_HELLO) {
+            (void)queue_msg(r, &r->conns[i].nb, &bye);
+            r->conns[i].close_after_flush = 1;
+        }
+    if (r->up.state == UP_ACTIVE)
+        (void)queue_msg(r, &r->up.nb, &bye);
+    flush_all(r);
+    if (r->hj.dirty && gw_hubj_checkpoint(&r->hj) < 0 && rc == 0)
+        rc = SS_EIO;
+    fws_log(r->shim, FWS_LOG_INFO, "event=relay_stop err=%s", ss_err_name(rc));
+    return rc;
+}
