@@ -5,10 +5,11 @@
  *   sim_run --seeds 2000 [--first-seed 1]    CI: seeds 1..2000
  *   sim_run --seed 12345 [--verbose]         replay one seed, with a trace
  *   sim_run --seeds 100000 --first-seed 5000 the long mode
- *   options: --steps K (200) --gateways G (3) --dir DIR (databases; default
+ *   options: --steps K (300) --gateways G (3) --dir DIR (databases; default
  *   /dev/shm or $TMPDIR) --plant ack-before-commit (planted bug of the sim
  *   daemon) --expect-failure (exit 0 only if some seed fails: planted-bug
- *   tests). SITESYNC_ASAN=1 (set by CTest in sanitizer builds) runs a tenth
+ *   tests) --twice (run each seed twice and compare the traces: the
+ *   replay is exact). SITESYNC_ASAN=1 (set by CTest in sanitizer builds) runs a tenth
  *   of --seeds. Binaries built with a planted bug in the gateway or the
  *   merge (sim_run_plant_*) name it in their first line. */
 #include <errno.h>
@@ -41,8 +42,8 @@ static int parse_u64(const char *s, uint64_t *out)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sim_run [--seed N | --seeds N [--first-seed S]] [--steps K] [--gateways G]\n"
-               "               [--plant ack-before-commit] [--expect-failure] [--dir DIR] "
-               "[--verbose]\n");
+               "               [--plant ack-before-commit] [--expect-failure] [--twice] "
+               "[--dir DIR] [--verbose]\n");
 }
 
 static double now_s(void)
@@ -62,20 +63,62 @@ static void remove_db(const char *path)
     }
 }
 
+typedef struct totals {
+    uint64_t ok, failed, syncs, cuts, restarts, crashes, dups;
+} totals;
+
+/* One seed in a fresh database under dir. Returns 0 (every invariant held)
+ * or 1 with why; *trace gets the run's trace hash. */
+static int run_seed(const sim_opts *o, const char *dir, uint64_t *trace, char *why, size_t cap,
+                    totals *tot)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/seed-%" PRIu64 ".db", dir, o->seed);
+    remove_db(path);
+    sim_world *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(why, cap, "out of memory");
+        return 1;
+    }
+    int rc = sim_world_setup(w, o, path);
+    if (rc == 0)
+        rc = sim_world_run(w);
+    *trace = w->trace;
+    if (rc != 0)
+        snprintf(why, cap, "%s", w->failure[0] ? w->failure : "setup error");
+    if (tot) {
+        tot->ok += w->n_ok;
+        tot->failed += w->n_failed;
+        tot->syncs += w->n_syncs;
+        tot->cuts += w->n_cuts;
+        tot->restarts += w->n_restarts;
+        if (w->srv) {
+            tot->crashes += w->srv->stats.crashes;
+            tot->dups += w->srv->stats.dups + w->srv->stats.replays;
+        }
+    }
+    sim_world_free(w);
+    free(w);
+    remove_db(path);
+    return rc != 0;
+}
+
 int main(int argc, char **argv)
 {
     sim_opts o;
     memset(&o, 0, sizeof(o));
-    o.steps = 200;
+    o.steps = 300;
     o.gateways = 3;
     uint64_t first = 1, nseeds = 1, v = 0;
-    int single = 0, many = 0, expect_failure = 0;
+    int single = 0, many = 0, expect_failure = 0, twice = 0;
     const char *dir_opt = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--verbose") == 0) {
             o.verbose = 1;
+        } else if (strcmp(a, "--twice") == 0) {
+            twice = 1;
         } else if (strcmp(a, "--expect-failure") == 0) {
             expect_failure = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -162,31 +205,28 @@ int main(int argc, char **argv)
     fflush(stdout);
     double t0 = now_s();
     uint64_t failed = 0, ran = 0, first_fail = 0;
-    uint64_t tot_ok = 0, tot_failed = 0, tot_syncs = 0, tot_cuts = 0, tot_restarts = 0;
-    uint64_t tot_crashes = 0, tot_dups = 0;
+    totals tot;
+    memset(&tot, 0, sizeof(tot));
     for (uint64_t k = 0; k < nseeds; k++) {
         o.seed = first + k;
-        char path[600];
-        snprintf(path, sizeof(path), "%s/seed-%" PRIu64 ".db", dir, o.seed);
-        remove_db(path);
-        sim_world *w = calloc(1, sizeof(*w));
-        if (!w) {
-            fprintf(stderr, "sim_run: out of memory\n");
-            return 2;
+        char why[600] = "";
+        uint64_t trace = 0;
+        int rc = run_seed(&o, dir, &trace, why, sizeof(why), &tot);
+        if (rc == 0 && twice) {
+            /* Same seed, fresh database: the trace (every action and the
+             * final audit chain head) must be identical. */
+            uint64_t again = 0;
+            char why2[600] = "";
+            int rc2 = run_seed(&o, dir, &again, why2, sizeof(why2), NULL);
+            if (rc2 != 0 || again != trace) {
+                rc = 1;
+                snprintf(why, sizeof(why),
+                         "not deterministic: a second run gave trace %016" PRIx64 " (rc %d) "
+                         "instead of %016" PRIx64,
+                         again, rc2, trace);
+            }
         }
-        int rc = sim_world_setup(w, &o, path);
-        if (rc == 0)
-            rc = sim_world_run(w);
         ran++;
-        tot_ok += w->n_ok;
-        tot_failed += w->n_failed;
-        tot_syncs += w->n_syncs;
-        tot_cuts += w->n_cuts;
-        tot_restarts += w->n_restarts;
-        if (w->srv) {
-            tot_crashes += w->srv->stats.crashes;
-            tot_dups += w->srv->stats.dups + w->srv->stats.replays;
-        }
         if (rc != 0) {
             failed++;
             if (!first_fail)
@@ -194,13 +234,10 @@ int main(int argc, char **argv)
             if (failed <= 10)
                 printf("sim: seed %" PRIu64 " FAILED: %s | replay: %s --seed %" PRIu64
                        " --steps %d --gateways %d%s\n",
-                       o.seed, w->failure[0] ? w->failure : "setup error", argv[0], o.seed, o.steps,
-                       o.gateways, o.plant_server_ack ? " --plant ack-before-commit" : "");
+                       o.seed, why, argv[0], o.seed, o.steps, o.gateways,
+                       o.plant_server_ack ? " --plant ack-before-commit" : "");
             fflush(stdout);
         }
-        sim_world_free(w);
-        free(w);
-        remove_db(path);
         if (failed && expect_failure)
             break;
     }
@@ -210,8 +247,8 @@ int main(int argc, char **argv)
            " submissions acknowledged, %" PRIu64 " refused or failed, %" PRIu64
            " sync sessions, %" PRIu64 " gateway power cuts, %" PRIu64 " daemon restarts + %" PRIu64
            " crashes before commit, %" PRIu64 " duplicated/replayed batches\n",
-           ran, failed, dt, tot_ok, tot_failed, tot_syncs, tot_cuts, tot_restarts, tot_crashes,
-           tot_dups);
+           ran, failed, dt, tot.ok, tot.failed, tot.syncs, tot.cuts, tot.restarts, tot.crashes,
+           tot.dups);
     if (expect_failure) {
         if (failed) {
             printf("sim: planted bug caught at seed %" PRIu64 " (after %" PRIu64 " seeds)\n",

@@ -64,7 +64,10 @@ typedef struct sim_world {
     gw_sync_config sc;
     sim_sub *subs;
     size_t nsubs, subs_cap;
-    uint64_t counter; /* unique text values */
+    uint64_t counter;   /* unique text values */
+    uint64_t trace;     /* FNV-1a of every action line and the final audit head: a
+                           replay of the same seed must give the same value */
+    int manual_restart; /* 1: a failed operation leaves a powered-off gateway as it is */
     char failure[512];
     /* figures for the report */
     uint64_t n_ok, n_failed, n_syncs, n_sync_ok, n_cuts, n_armed, n_partitions, n_restarts;
