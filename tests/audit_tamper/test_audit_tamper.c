@@ -421,7 +421,8 @@ TEST(tamper_detected)
     const char *seed_env = getenv("AUDIT_TAMPER_SEED");
     const char *npos_env = getenv("AUDIT_TAMPER_POSITIONS");
     uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 20261204;
-    long npos = npos_env ? strtol(npos_env, NULL, 10) : (asan && asan[0] == '1' ? 100 : 1000);
+    int under_asan = asan && asan[0] == '1';
+    long npos = npos_env ? strtol(npos_env, NULL, 10) : (under_asan ? 100 : 1000);
     ASSERT_GE(npos, 3);
     fprintf(stderr, "audit_tamper: seed %llu, %ld positions (AUDIT_TAMPER_SEED=%llu to replay)\n",
             (unsigned long long)seed, npos, (unsigned long long)seed);
@@ -488,7 +489,9 @@ TEST(tamper_detected)
     /* Pass 1: the kinds that need no renumbering, at every position (the
      * variants of a kind at every fourth). */
     for (long i = 0; i < np; i++) {
-        int cli = i < 6; /* first, middle, last and neighbours */
+        /* First, middle, last and neighbours; under ASan (a sanitized
+         * sitesync-admin per check is slow) the first and the last. */
+        int cli = under_asan ? i == 0 || i == 5 : i < 6;
         int every4 = i % 4 == 0;
         trial(&c, K_MODIFY, pos[i], (int)i, 0, cli);
         trial(&c, K_DELETE, pos[i], (int)i, 0, cli);
@@ -521,7 +524,7 @@ TEST(tamper_detected)
         }
         double moved = (double)(clock() - m0) / CLOCKS_PER_SEC;
         c.secs[K_INSERT_FORGED] += moved;
-        int cli = k == 1 || k == n / 2 || k >= n;
+        int cli = k == 1 || k >= n || (!under_asan && k == n / 2);
         trial(&c, K_INSERT_FORGED, k, (int)i, 1, cli);
         if (i % 4 == 0 || cli)
             trial(&c, K_INSERT_RANDOM, k, (int)i, 1, cli);
