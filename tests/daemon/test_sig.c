@@ -3,8 +3,10 @@
  * (honest or tampering), plus the verifier (sd/sig.h) on its own for what a
  * live daemon cannot show quickly (expiry, the cache). Run one with
  * `daemon_sig_it NAME`. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +271,28 @@ TEST(flipped_byte_refused)
               3);
     char buf[256];
     ASSERT(strstr(tc_record_doc(d.db, "s1", buf, sizeof buf), "vxyz") == NULL);
+    /* A replay of the committed 1..3 renumbered as 4..6 (header and body
+     * seqs rewritten, so the envelope is consistent): the signature covers
+     * the numbering, so it is refused like any other bent byte. */
+    size_t rlen;
+    uint8_t *replay = signed_env(&e, "gw1", "gw1", "s1", 1, 3, "good", &rlen);
+    ss_envelope pe;
+    ASSERT_EQ(ss_envelope_parse(replay, rlen, &pe), 0);
+    replay[3 + strlen("gw1") + 7] = 4; /* low byte of first_seq */
+    for (int k = 0; k < 3; k++) {
+        char from[16], to[16];
+        snprintf(from, sizeof from, "\"seq\":%d,", 1 + k);
+        snprintf(to, sizeof to, "\"seq\":%d,", 4 + k);
+        uint8_t *at = find(replay, rlen, from);
+        ASSERT(at != NULL);
+        memcpy(at, to, strlen(to));
+    }
+    ASSERT_EQ(ss_envelope_parse(replay, rlen, &pe), 0);
+    ASSERT_U64_EQ(pe.first_seq, 4);
+    send_env(&c, replay, rlen);
+    free(replay);
+    expect_error(&c, SS_ESIG, NULL, 0);
+    ASSERT_EQ(committed(&d, "gw1"), 3);
     /* The session goes on: another origin's data, then the genuine bytes. */
     env = signed_env(&e, "gw2", "gw2", "s2", 1, 2, "other", &len);
     send_env(&c, env, len);
@@ -694,6 +718,73 @@ TEST(verifier_without_cache)
     tc_env_cleanup(&e);
 }
 
+/* The writer thread verifies while the loop thread swaps the trust store
+ * (SIGHUP): no race (run under TSan), every verdict is one of the two
+ * stores', and the last store decides once the swapping stops. */
+typedef struct race {
+    sd_sig *sig;
+    const ss_envelope *env;
+    atomic_int stop;
+    long ok, revoked;
+} race;
+
+static void *verify_loop(void *arg)
+{
+    race *r = arg;
+    static sd_sig_result res; /* one verifier thread */
+    while (!atomic_load(&r->stop)) {
+        int rc = sd_sig_verify(r->sig, r->env, tc_now_ms(), &res);
+        if (rc == 0)
+            r->ok++;
+        else if (rc == SS_EREVOKED)
+            r->revoked++;
+        else
+            SS_TEST_FAIL("verify during reloads: %s (%s)", ss_err_name(rc), res.reason);
+    }
+    return NULL;
+}
+
+TEST(verifier_concurrent_reload)
+{
+    tc_env e;
+    tc_env_setup(&e);
+    tc_issue(&e, "gateway", "gw1", "s1");
+    SSL_CTX *good = trust(&e);
+    tc_revoke(&e, "gw1");
+    SSL_CTX *bad = trust(&e);
+    sd_sig *sig = NULL;
+    ASSERT_EQ(sd_sig_new(64, &sig), 0);
+    ASSERT_EQ(sd_sig_set_store(sig, SSL_CTX_get_cert_store(good)), 0);
+    size_t len;
+    uint8_t *bytes = signed_env(&e, "gw1", "gw1", "s1", 1, 1, "race", &len);
+    ss_envelope env;
+    ASSERT_EQ(ss_envelope_parse(bytes, len, &env), 0);
+    race r = { sig, &env, 0, 0, 0 };
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, verify_loop, &r), 0);
+    for (int i = 0; i < 400; i++) {
+        SSL_CTX *ctx = (i & 1) ? good : bad;
+        ASSERT_EQ(sd_sig_set_store(sig, SSL_CTX_get_cert_store(ctx)), 0);
+        struct timespec ts = { 0, 200000 };
+        nanosleep(&ts, NULL);
+    }
+    ASSERT_EQ(sd_sig_set_store(sig, SSL_CTX_get_cert_store(bad)), 0);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    ASSERT_GT(r.ok + r.revoked, 0);
+    /* After the last swap, the revoking store decides, cache or not. */
+    static sd_sig_result res;
+    ASSERT_EQ(sd_sig_verify(sig, &env, tc_now_ms(), &res), SS_EREVOKED);
+    ASSERT_EQ(sd_sig_verify(sig, &env, tc_now_ms(), &res), SS_EREVOKED);
+    printf("verifier_concurrent_reload: %ld accepted, %ld revoked across 401 swaps\n", r.ok,
+           r.revoked);
+    free(bytes);
+    sd_sig_destroy(sig);
+    SSL_CTX_free(good);
+    SSL_CTX_free(bad);
+    tc_env_cleanup(&e);
+}
+
 SS_TEST_MAIN(SS_TEST_ENTRY(signed_accepted_unsigned_refused)
                  SS_TEST_ENTRY(unsigned_accepted_when_not_required)
                      SS_TEST_ENTRY(flipped_byte_refused) SS_TEST_ENTRY(wrong_certificates_refused)
@@ -701,4 +792,5 @@ SS_TEST_MAIN(SS_TEST_ENTRY(signed_accepted_unsigned_refused)
                              SS_TEST_ENTRY(crl_frames_to_relays) SS_TEST_ENTRY(routed_paths)
                                  SS_TEST_ENTRY(routed_from_gateway_refused)
                                      SS_TEST_ENTRY(verifier_cache_expiry_and_reload)
-                                         SS_TEST_ENTRY(verifier_without_cache))
+                                         SS_TEST_ENTRY(verifier_without_cache)
+                                             SS_TEST_ENTRY(verifier_concurrent_reload))
