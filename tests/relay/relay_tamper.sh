@@ -82,7 +82,7 @@ print([p["committed_seq"] for p in json.load(sys.stdin) if p["node"] == "gw-a1"]
         n=0
         for g in gw-a1 gw-b1; do n=$((n + $(outcomes "$g" "$want"))); done
         [ "$n" -ge 1 ] || fail "$mode: no $want audited against evil-hub"
-        echo "$mode: $n envelope(s) audited $want (delivering peer evil-hub)"
+        echo "$mode: $n audit entries $want (delivering peer evil-hub)"
         if [ "$mode" = forge ]; then
             admin --json sites | grep -q "forged-by-relay" && fail "forged change applied"
         fi
