@@ -1297,6 +1297,11 @@ static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
     return r->fatal;
 }
 
+int gw_relay_step(gw_relay *r, uint32_t wait_ms)
+{
+    return turn(r, 0, wait_ms);
+}
+
 int gw_relay_run(gw_relay *r, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     int rc = 0;

@@ -5,7 +5,9 @@
  *   sim_run --seeds 2000 [--first-seed 1]    CI: seeds 1..2000
  *   sim_run --seed 12345 [--verbose]         replay one seed, with a trace
  *   sim_run --seeds 100000 --first-seed 5000 the long mode
- *   options: --steps K (300) --gateways G (3) --dir DIR (databases; default
+ *   options: --steps K (300) --gateways G (3) --hub (hub mode: all gateways
+ *   but the last sync over mbed TLS through a regional hub, the relay of
+ *   gateway/, which forwards to the daemon's TLS port) --dir DIR (databases; default
  *   /dev/shm or $TMPDIR) --plant ack-before-commit (planted bug of the sim
  *   daemon) --expect-failure (exit 0 only if some seed fails: planted-bug
  *   tests) --twice (run each seed twice and compare the traces: the
@@ -41,7 +43,8 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sim_run [--seed N | --seeds N [--first-seed S]] [--steps K] [--gateways G]\n"
+    fprintf(f, "usage: sim_run [--seed N | --seeds N [--first-seed S]] [--steps K] [--gateways G] "
+               "[--hub]\n"
                "               [--plant ack-before-commit] [--expect-failure] [--twice] "
                "[--dir DIR] [--verbose]\n");
 }
@@ -64,7 +67,7 @@ static void remove_db(const char *path)
 }
 
 typedef struct totals {
-    uint64_t ok, failed, syncs, cuts, restarts, crashes, dups;
+    uint64_t ok, failed, syncs, cuts, restarts, crashes, dups, hub_cuts, hub_restarts, via_hub;
 } totals;
 
 /* One seed in a fresh database under dir. Returns 0 (every invariant held)
@@ -92,6 +95,9 @@ static int run_seed(const sim_opts *o, const char *dir, uint64_t *trace, char *w
         tot->syncs += w->n_syncs;
         tot->cuts += w->n_cuts;
         tot->restarts += w->n_restarts;
+        tot->hub_cuts += w->n_hub_cuts;
+        tot->hub_restarts += w->n_hub_restarts;
+        tot->via_hub += w->n_via_hub;
         if (w->srv) {
             tot->crashes += w->srv->stats.crashes;
             tot->dups += w->srv->stats.dups + w->srv->stats.replays;
@@ -110,13 +116,15 @@ int main(int argc, char **argv)
     o.steps = 300;
     o.gateways = 3;
     uint64_t first = 1, nseeds = 1, v = 0;
-    int single = 0, many = 0, expect_failure = 0, twice = 0;
+    int single = 0, many = 0, expect_failure = 0, twice = 0, hub = 0;
     const char *dir_opt = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--verbose") == 0) {
             o.verbose = 1;
+        } else if (strcmp(a, "--hub") == 0) {
+            hub = 1;
         } else if (strcmp(a, "--twice") == 0) {
             twice = 1;
         } else if (strcmp(a, "--expect-failure") == 0) {
@@ -199,8 +207,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    printf("sim: seeds %" PRIu64 "..%" PRIu64 ", %d steps, %d gateways, planted bug: %s\n", first,
-           first + nseeds - 1, o.steps, o.gateways,
+    sim_pki pki;
+    memset(&pki, 0, sizeof(pki));
+    if (hub) {
+        /* One CA and its certificates for the whole run (the real pki/). */
+        char err[512] = "";
+        if (sim_pki_make(&pki, dir, err, sizeof(err)) < 0) {
+            fprintf(stderr, "sim_run: cannot make the hub mode's PKI: %s\n", err);
+            sim_pki_free(&pki);
+            (void)rmdir(dir);
+            return 2;
+        }
+        o.pki = &pki;
+    }
+    printf("sim: seeds %" PRIu64 "..%" PRIu64 ", %d steps, %d gateways%s, planted bug: %s\n", first,
+           first + nseeds - 1, o.steps, o.gateways, hub ? " (all but the last behind a hub)" : "",
            o.plant_server_ack ? "ack-before-commit (sim daemon)" : SIM_PLANT_NAME);
     fflush(stdout);
     double t0 = now_s();
@@ -233,14 +254,15 @@ int main(int argc, char **argv)
                 first_fail = o.seed;
             if (failed <= 10)
                 printf("sim: seed %" PRIu64 " FAILED: %s | replay: %s --seed %" PRIu64
-                       " --steps %d --gateways %d%s\n",
-                       o.seed, why, argv[0], o.seed, o.steps, o.gateways,
+                       " --steps %d --gateways %d%s%s\n",
+                       o.seed, why, argv[0], o.seed, o.steps, o.gateways, hub ? " --hub" : "",
                        o.plant_server_ack ? " --plant ack-before-commit" : "");
             fflush(stdout);
         }
         if (failed && expect_failure)
             break;
     }
+    sim_pki_free(&pki);
     (void)rmdir(dir);
     double dt = now_s() - t0;
     printf("sim: %" PRIu64 " seeds run, %" PRIu64 " failed, %.1f s; %" PRIu64
@@ -249,6 +271,10 @@ int main(int argc, char **argv)
            " crashes before commit, %" PRIu64 " duplicated/replayed batches\n",
            ran, failed, dt, tot.ok, tot.failed, tot.syncs, tot.cuts, tot.restarts, tot.crashes,
            tot.dups);
+    if (hub)
+        printf("sim: hub: %" PRIu64 " changes applied via the hub, %" PRIu64
+               " hub power cuts, %" PRIu64 " hub restarts\n",
+               tot.via_hub, tot.hub_cuts, tot.hub_restarts);
     if (expect_failure) {
         if (failed) {
             printf("sim: planted bug caught at seed %" PRIu64 " (after %" PRIu64 " seeds)\n",

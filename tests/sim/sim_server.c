@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mbedtls/oid.h>
+
 #include "proto/envelope.h"
 #include "proto/err.h"
+#include "proto/relay.h"
 
 static void server_failure(sim_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -83,13 +86,14 @@ static void put_error(sim_server *s, sim_conn *c, int code, const char *origin, 
 
 static void conn_close(sim_server *s, sim_conn *c)
 {
-    if (c->sock)
+    if (c->tls)
+        gw_nb_close(&c->nb);
+    else if (c->sock)
         fws_sock_close(s->shim, c->sock);
     ss_fdec_free(&c->dec);
     free(c->out);
     free(c->staged);
     memset(c, 0, sizeof(*c));
-    c->peer = -1;
 }
 
 static void drop_conns(sim_server *s)
@@ -121,8 +125,6 @@ int sim_server_start(sim_server *s, const fws *shim, sim_rng *rng, const char *p
     s->rng = rng;
     s->max_frame = 65536;
     s->window = 4;
-    for (int i = 0; i < SIM_MAX_CONNS; i++)
-        s->conns[i].peer = -1;
     if (snprintf(s->path, sizeof(s->path), "%s", path) >= (int)sizeof(s->path))
         return SS_EINVAL;
     int rc = store_open(s);
@@ -144,18 +146,27 @@ int sim_server_add_peer(sim_server *s, const ss_ident *id)
     return 0;
 }
 
-static void make_peer(const sim_server *s, int idx, sd_peer *p)
+static void make_peer(const ss_ident *id, int idx, sd_peer *p)
 {
     memset(p, 0, sizeof(*p));
-    p->ident = s->peers[idx];
-    /* No certificate in the simulation: a stable stand-in per peer. */
+    p->ident = *id;
+    /* No certificate on the plain port: a stable stand-in per peer. */
     snprintf(p->fingerprint, sizeof(p->fingerprint), "%064x", (unsigned)idx + 1);
     snprintf(p->serial, sizeof(p->serial), "%02x", (unsigned)idx + 1);
     snprintf(p->addr, sizeof(p->addr), "sim:%d", idx);
     snprintf(p->path, sizeof(p->path), "direct");
 }
 
-static void remember(sim_server *s, const uint8_t *bytes, size_t len, int peer)
+static void touch(sim_conn *c, const char *origin)
+{
+    for (int i = 0; i < c->ntouched; i++)
+        if (strcmp(c->touched[i], origin) == 0)
+            return;
+    if (c->ntouched < SIM_CONN_ORIGIN)
+        snprintf(c->touched[c->ntouched++], sizeof(c->touched[0]), "%s", origin);
+}
+
+static void remember(sim_server *s, const uint8_t *bytes, size_t len, const sd_peer *p)
 {
     sim_replay *r = &s->replay[s->replay_next];
     uint8_t *copy = malloc(len ? len : 1);
@@ -165,7 +176,7 @@ static void remember(sim_server *s, const uint8_t *bytes, size_t len, int peer)
     free(r->bytes);
     r->bytes = copy;
     r->len = len;
-    r->peer = peer;
+    r->p = *p;
     s->replay_next = (s->replay_next + 1) % SIM_REPLAY_MAX;
     if (s->nreplay < SIM_REPLAY_MAX)
         s->nreplay++;
@@ -173,7 +184,8 @@ static void remember(sim_server *s, const uint8_t *bytes, size_t len, int peer)
 
 /* One envelope into the step's transaction. c is the connection it came on
  * (NULL for a replay: nobody waits for its answer). */
-static void apply_batch(sim_server *s, sim_conn *c, const uint8_t *bytes, size_t len, int peer)
+static void apply_batch(sim_server *s, sim_conn *c, const uint8_t *bytes, size_t len,
+                        const sd_peer *p)
 {
     if (!s->store)
         return;
@@ -186,27 +198,26 @@ static void apply_batch(sim_server *s, sim_conn *c, const uint8_t *bytes, size_t
         }
         s->in_txn = 1;
     }
-    sd_peer p;
-    make_peer(s, peer, &p);
     sd_result r;
     memset(&r, 0, sizeof(r));
-    int rc = sd_store_apply(s->store, &p, bytes, len, fws_wall_ms(s->shim), &r);
+    int rc = sd_store_apply(s->store, p, bytes, len, fws_wall_ms(s->shim), &r);
     s->stats.envelopes++;
+    ss_envelope env;
+    int env_ok = ss_envelope_parse(bytes, len, &env) == 0;
     if (rc == 0) {
-        if (c && c->peer == peer) {
-            c->ack_owed = 1;
+        if (c && env_ok) {
+            touch(c, env.origin);
             for (int i = 0; i < r.nrejects && c->nrej < SIM_CONN_REJ; i++)
                 c->rej[c->nrej++] = r.rejects[i];
         }
     } else if (rc == SS_EGAP) {
         s->stats.gaps++;
-        ss_envelope env;
-        if (c && ss_envelope_parse(bytes, len, &env) == 0)
+        if (c && env_ok)
             put_error(s, c, SS_EGAP, env.origin, r.resume, "sequence gap", 1);
     } else if (rc == SS_EDB || rc == SS_ENOMEM || rc == SS_EIO || rc == SS_EINTERNAL) {
         /* The store failed: the daemon's writer would roll back and drop the
          * batch's sessions. Nothing like it is expected in the simulation. */
-        server_failure(s, "store failed applying a batch of %s: %s: %s", s->peers[peer].node,
+        server_failure(s, "store failed applying a batch from %s: %s: %s", p->ident.node,
                        ss_err_name(rc), r.message);
         sd_result_free(&r);
         crash(s);
@@ -214,7 +225,7 @@ static void apply_batch(sim_server *s, sim_conn *c, const uint8_t *bytes, size_t
     } else {
         s->stats.errors++;
         if (rc == SS_ETAMPER)
-            server_failure(s, "tamper from %s: %s", s->peers[peer].node, r.message);
+            server_failure(s, "tamper from %s: %s", p->ident.node, r.message);
         if (c) {
             put_error(s, c, rc, NULL, 0, r.message, 1);
             c->close_after_flush = 1;
@@ -223,20 +234,84 @@ static void apply_batch(sim_server *s, sim_conn *c, const uint8_t *bytes, size_t
     sd_result_free(&r);
 }
 
+/* A BATCH: from a hub ROUTED (route prefix, then the envelope) or not (the
+ * hub's first hop); either way audited with the path it took. */
+static void on_batch(sim_server *s, sim_conn *c, const ss_frame *f)
+{
+    sd_peer p = c->p;
+    const uint8_t *env = f->payload;
+    size_t len = f->len;
+    if (p.ident.role == SS_ROLE_RELAY) {
+        ss_route route;
+        memset(&route, 0, sizeof(route));
+        if (f->flags & SS_FRAME_FLAG_ROUTED) {
+            size_t off = 0;
+            if (ss_route_parse(f->payload, f->len, &route, &off) < 0) {
+                put_error(s, c, SS_EPROTO, NULL, 0, "bad route prefix", 0);
+                c->close_after_flush = 1;
+                return;
+            }
+            env += off;
+            len -= off;
+            s->stats.routed++;
+        }
+        if (ss_route_format(&route, p.ident.node, p.path, sizeof(p.path)) < 0) {
+            put_error(s, c, SS_ELIMIT, NULL, 0, "route too long", 0);
+            c->close_after_flush = 1;
+            return;
+        }
+    } else if (f->flags & SS_FRAME_FLAG_ROUTED) {
+        put_error(s, c, SS_EROLE, NULL, 0, "only relays send routed batches", 0);
+        c->close_after_flush = 1;
+        return;
+    }
+    remember(s, env, len, &p);
+    apply_batch(s, c, env, len, &p);
+    if (s->rng && sim_rng_chance(s->rng, s->faults.dup_batch) && c->sock) {
+        s->stats.dups++;
+        apply_batch(s, c, env, len, &p);
+    }
+}
+
+static void on_hello(sim_server *s, sim_conn *c, const ss_hello *h)
+{
+    if (c->tls) {
+        /* The certificate says who it is; HELLO must agree. */
+        if (strcmp(h->node, c->p.ident.node) != 0 || h->role != c->p.ident.role) {
+            put_error(s, c, SS_EAUTH, NULL, 0, "HELLO does not match the certificate", 0);
+            c->close_after_flush = 1;
+            return;
+        }
+    } else {
+        int idx = -1;
+        for (int i = 0; i < s->npeers; i++)
+            if (strcmp(s->peers[i].node, h->node) == 0)
+                idx = i;
+        if (idx < 0) {
+            put_error(s, c, SS_EAUTH, NULL, 0, "unknown node", 0);
+            c->close_after_flush = 1;
+            return;
+        }
+        make_peer(&s->peers[idx], idx, &c->p);
+    }
+    c->hello = 1;
+    c->welcome_owed = 1;
+    c->nwel = 0;
+    snprintf(c->wel[c->nwel++], sizeof(c->wel[0]), "%s", h->node);
+    if (c->p.ident.role == SS_ROLE_RELAY)
+        for (int i = 0; i < h->norigins && c->nwel < SIM_CONN_ORIGIN; i++)
+            snprintf(c->wel[c->nwel++], sizeof(c->wel[0]), "%s", h->origins[i].origin);
+}
+
 static void handle_frame(sim_server *s, sim_conn *c, const ss_frame *f)
 {
     if (f->type == SS_FRAME_BATCH) {
-        if (c->peer < 0) {
+        if (!c->hello) {
             put_error(s, c, SS_EPROTO, NULL, 0, "BATCH before HELLO", 0);
             c->close_after_flush = 1;
             return;
         }
-        remember(s, f->payload, f->len, c->peer);
-        apply_batch(s, c, f->payload, f->len, c->peer);
-        if (s->rng && sim_rng_chance(s->rng, s->faults.dup_batch) && c->sock) {
-            s->stats.dups++;
-            apply_batch(s, c, f->payload, f->len, c->peer);
-        }
+        on_batch(s, c, f);
         return;
     }
     ss_msg m;
@@ -248,17 +323,7 @@ static void handle_frame(sim_server *s, sim_conn *c, const ss_frame *f)
         return;
     }
     if (m.type == SS_FRAME_HELLO) {
-        int idx = -1;
-        for (int i = 0; i < s->npeers; i++)
-            if (strcmp(s->peers[i].node, m.u.hello.node) == 0)
-                idx = i;
-        if (idx < 0) {
-            put_error(s, c, SS_EAUTH, NULL, 0, "unknown node", 0);
-            c->close_after_flush = 1;
-        } else {
-            c->peer = idx;
-            c->welcome_owed = 1;
-        }
+        on_hello(s, c, &m.u.hello);
     } else if (m.type == SS_FRAME_PING) {
         ss_msg p;
         memset(&p, 0, sizeof(p));
@@ -271,13 +336,49 @@ static void handle_frame(sim_server *s, sim_conn *c, const ss_frame *f)
     ss_msg_free(&m);
 }
 
+/* The TLS handshake of a hub's connection, then who it is. Returns 1 when
+ * the connection may carry frames, 0 not yet, -1 closed. */
+static int tls_ready(sim_server *s, sim_conn *c)
+{
+    if (c->hs_done)
+        return 1;
+    int rc = gw_nb_handshake(&c->nb);
+    if (rc == 1)
+        return 0;
+    const mbedtls_x509_crt *peer = rc == 0 ? mbedtls_ssl_get_peer_cert(&c->nb.ssl) : NULL;
+    ss_ident id;
+    ss_ident_init(&id);
+    if (!peer || gw_crt_ident(peer, &id, NULL, 0, NULL) < 0 ||
+        (id.role != SS_ROLE_GATEWAY && id.role != SS_ROLE_RELAY)) {
+        conn_close(s, c);
+        return -1;
+    }
+    memset(&c->p, 0, sizeof(c->p));
+    c->p.ident = id;
+    snprintf(c->p.fingerprint, sizeof(c->p.fingerprint), "%064x", 0xbbu);
+    snprintf(c->p.serial, sizeof(c->p.serial), "bb");
+    snprintf(c->p.addr, sizeof(c->p.addr), "sim-tls");
+    snprintf(c->p.path, sizeof(c->p.path), "direct");
+    c->hs_done = 1;
+    return 1;
+}
+
 static void conn_read(sim_server *s, sim_conn *c)
 {
     uint8_t buf[4096];
+    if (c->tls && tls_ready(s, c) <= 0)
+        return;
     for (int rounds = 0; rounds < 64 && c->sock && !c->close_after_flush; rounds++) {
-        int n = fws_recv(s->shim, c->sock, buf, sizeof(buf), 0);
-        if (n == FWS_ETIMEDOUT || n == FWS_EAGAIN)
-            return;
+        int n;
+        if (c->tls) {
+            n = gw_nb_read(&c->nb, buf, sizeof(buf));
+            if (n == 0)
+                return;
+        } else {
+            n = fws_recv(s->shim, c->sock, buf, sizeof(buf), 0);
+            if (n == FWS_ETIMEDOUT || n == FWS_EAGAIN)
+                return;
+        }
         if (n < 0) {
             conn_close(s, c);
             return;
@@ -305,31 +406,28 @@ static void conn_read(sim_server *s, sim_conn *c)
  * bug, which calls this before it). */
 static void release(sim_server *s)
 {
+    ss_oseq os[SIM_CONN_ORIGIN];
     for (int i = 0; i < SIM_MAX_CONNS; i++) {
         sim_conn *c = &s->conns[i];
-        if (!c->sock || c->peer < 0 || !s->store)
+        if (!c->sock || !c->hello || !s->store)
             continue;
-        ss_oseq os;
-        memset(&os, 0, sizeof(os));
-        snprintf(os.origin, sizeof(os.origin), "%s", s->peers[c->peer].node);
-        if (c->welcome_owed || c->ack_owed) {
-            int rc = sd_store_committed(s->store, os.origin, &os.seq);
-            if (rc < 0) {
-                server_failure(s, "committed lookup: %s", ss_err_name(rc));
-                continue;
-            }
-        }
         if (c->welcome_owed) {
+            memset(os, 0, sizeof(os));
+            for (int k = 0; k < c->nwel; k++) {
+                snprintf(os[k].origin, sizeof(os[k].origin), "%s", c->wel[k]);
+                if (sd_store_committed(s->store, os[k].origin, &os[k].seq) < 0)
+                    server_failure(s, "committed lookup failed");
+            }
             ss_msg w;
             memset(&w, 0, sizeof(w));
             w.type = SS_FRAME_WELCOME;
             w.u.welcome.proto = SS_PROTO_VERSION;
-            snprintf(w.u.welcome.node, sizeof(w.u.welcome.node), "sim-daemon");
+            snprintf(w.u.welcome.node, sizeof(w.u.welcome.node), "%s", SIM_DAEMON_NODE);
             w.u.welcome.time = ss_hlc_make((uint64_t)fws_wall_ms(s->shim), 0);
             w.u.welcome.max_frame = s->max_frame;
             w.u.welcome.window = s->window;
-            w.u.welcome.ncommitted = 1;
-            w.u.welcome.committed = &os;
+            w.u.welcome.ncommitted = c->nwel;
+            w.u.welcome.committed = os;
             put_msg(s, c, &w, 0);
             c->welcome_owed = 0;
         }
@@ -338,16 +436,22 @@ static void release(sim_server *s)
                 server_failure(s, "out of memory releasing replies");
             c->staged_len = 0;
         }
-        if (c->ack_owed) {
+        if (c->ntouched) {
+            memset(os, 0, sizeof(os));
+            for (int k = 0; k < c->ntouched; k++) {
+                snprintf(os[k].origin, sizeof(os[k].origin), "%s", c->touched[k]);
+                if (sd_store_committed(s->store, os[k].origin, &os[k].seq) < 0)
+                    server_failure(s, "committed lookup failed");
+            }
             ss_msg m;
             memset(&m, 0, sizeof(m));
             m.type = SS_FRAME_ACK;
-            m.u.ack.nacks = 1;
-            m.u.ack.acks = &os;
+            m.u.ack.nacks = c->ntouched;
+            m.u.ack.acks = os;
             m.u.ack.nrejects = c->nrej;
             m.u.ack.rejects = c->nrej ? c->rej : NULL;
             put_msg(s, c, &m, 0);
-            c->ack_owed = 0;
+            c->ntouched = 0;
             c->nrej = 0;
         }
     }
@@ -357,6 +461,21 @@ static void flush(sim_server *s)
 {
     for (int i = 0; i < SIM_MAX_CONNS; i++) {
         sim_conn *c = &s->conns[i];
+        if (c->tls && c->sock) {
+            size_t room = gw_nb_room(&c->nb), n = c->out_len < room ? c->out_len : room;
+            if (n > 0 && gw_nb_queue(&c->nb, c->out, n) == 0) {
+                memmove(c->out, c->out + n, c->out_len - n);
+                c->out_len -= n;
+            }
+            int rc = c->hs_done ? gw_nb_flush(&c->nb) : 0;
+            if (rc < 0) {
+                conn_close(s, c);
+                continue;
+            }
+            if (c->close_after_flush && rc == 0 && c->out_len == 0 && c->staged_len == 0)
+                conn_close(s, c);
+            continue;
+        }
         while (c->sock && c->out_len > 0) {
             int n = fws_send(s->shim, c->sock, c->out, c->out_len);
             if (n == FWS_EAGAIN)
@@ -373,12 +492,12 @@ static void flush(sim_server *s)
     }
 }
 
-static void accept_all(sim_server *s)
+static void accept_on(sim_server *s, fws_sock *listener, int tls)
 {
     for (;;) {
         fws_sock *ns = NULL;
         char peer[64];
-        if (!s->listener || fws_accept(s->shim, s->listener, &ns, peer, sizeof(peer)) != 0)
+        if (!listener || fws_accept(s->shim, listener, &ns, peer, sizeof(peer)) != 0)
             return;
         sim_conn *c = NULL;
         for (int i = 0; i < SIM_MAX_CONNS && !c; i++)
@@ -389,11 +508,27 @@ static void accept_all(sim_server *s)
             fws_sock_close(s->shim, ns);
             continue;
         }
+        if (tls && s->tls_blocked) {
+            fws_sock_close(s->shim, ns);
+            continue;
+        }
         memset(c, 0, sizeof(*c));
+        if (tls) {
+            gw_nb_init(&c->nb);
+            if (gw_nb_start(&c->nb, s->shim, ns, &s->conf, NULL, 1 << 18) < 0)
+                continue; /* ns closed by gw_nb_start */
+            c->tls = 1;
+        }
         c->sock = ns;
-        c->peer = -1;
-        ss_fdec_init(&c->dec, s->max_frame);
+        ss_fdec_init(&c->dec, s->max_frame + 1024);
     }
+}
+
+static void accept_all(sim_server *s)
+{
+    accept_on(s, s->listener, 0);
+    if (s->tls_ready)
+        accept_on(s, s->tls_listener, 1);
 }
 
 void sim_server_step(sim_server *s)
@@ -429,7 +564,7 @@ void sim_server_step(sim_server *s)
     if (s->rng && s->nreplay > 0 && sim_rng_chance(s->rng, s->faults.replay_old)) {
         const sim_replay *r = &s->replay[sim_rng_below(s->rng, (uint32_t)s->nreplay)];
         s->stats.replays++;
-        apply_batch(s, NULL, r->bytes, r->len, r->peer);
+        apply_batch(s, NULL, r->bytes, r->len, &r->p);
     }
     if (s->in_txn) {
         if (s->plant_ack_before_commit) {
@@ -460,6 +595,15 @@ void sim_server_step(sim_server *s)
 void sim_server_idle(void *arg)
 {
     sim_server_step(arg);
+}
+
+void sim_server_block_tls(sim_server *s, int blocked)
+{
+    s->tls_blocked = blocked;
+    if (blocked)
+        for (int i = 0; i < SIM_MAX_CONNS; i++)
+            if (s->conns[i].sock && s->conns[i].tls)
+                conn_close(s, &s->conns[i]);
 }
 
 int sim_server_restart(sim_server *s)
@@ -498,4 +642,65 @@ void sim_server_stop(sim_server *s)
         s->replay[i].bytes = NULL;
     }
     s->nreplay = 0;
+    if (s->tls_listener)
+        fws_sock_close(s->shim, s->tls_listener);
+    s->tls_listener = NULL;
+    if (s->tls_ready) {
+        mbedtls_ssl_config_free(&s->conf);
+        mbedtls_ctr_drbg_free(&s->drbg);
+        mbedtls_x509_crt_free(&s->ca);
+        mbedtls_x509_crt_free(&s->cert);
+        mbedtls_pk_free(&s->key);
+    }
+    s->tls_ready = 0;
+}
+
+/* The daemon's TLS randomness comes from the seed too, so a run replays. */
+static int seeded_entropy(void *arg, unsigned char *out, size_t len)
+{
+    sim_server *s = arg;
+    for (size_t i = 0; i < len; i++)
+        out[i] = s->rng ? (unsigned char)sim_rng_next(s->rng) : (unsigned char)i;
+    return 0;
+}
+
+int sim_server_listen_tls(sim_server *s, const char *ca_pem, const char *cert_pem,
+                          const char *key_pem)
+{
+    mbedtls_ssl_config_init(&s->conf);
+    mbedtls_ctr_drbg_init(&s->drbg);
+    mbedtls_x509_crt_init(&s->ca);
+    mbedtls_x509_crt_init(&s->cert);
+    mbedtls_pk_init(&s->key);
+    s->tls_ready = 1; /* from here on sim_server_stop frees them */
+    int rc;
+    if ((rc = mbedtls_x509_crt_parse(&s->ca, (const unsigned char *)ca_pem, strlen(ca_pem) + 1)) !=
+            0 ||
+        (rc = mbedtls_x509_crt_parse(&s->cert, (const unsigned char *)cert_pem,
+                                     strlen(cert_pem) + 1)) != 0 ||
+        (rc = mbedtls_pk_parse_key(&s->key, (const unsigned char *)key_pem, strlen(key_pem) + 1,
+                                   NULL, 0)) != 0 ||
+        (rc = mbedtls_ctr_drbg_seed(&s->drbg, seeded_entropy, s,
+                                    (const unsigned char *)"sim-daemon", 10)) != 0 ||
+        (rc = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER,
+                                          MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
+        server_failure(s, "TLS setup: mbed TLS -0x%04x", (unsigned)-rc);
+        return SS_ECERT;
+    }
+    mbedtls_ssl_conf_min_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
+    mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, NULL);
+    if ((rc = mbedtls_ssl_conf_own_cert(&s->conf, &s->cert, &s->key)) != 0) {
+        server_failure(s, "TLS own cert: mbed TLS -0x%04x", (unsigned)-rc);
+        return SS_ECERT;
+    }
+    rc = fws_listen(s->shim, "127.0.0.1", 0, &s->tls_listener, &s->tls_port);
+    if (rc < 0) {
+        server_failure(s, "listen (TLS): %s", fws_strerror(rc));
+        return rc;
+    }
+    return 0;
 }

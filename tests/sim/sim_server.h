@@ -8,32 +8,50 @@
  * What the real sitesyncd does and this loop copies: one transaction per step
  * for every envelope received (group commit), and no reply that reveals a
  * sequence (WELCOME, ACK, ERROR gap) before that transaction is committed.
- * What it does not: TLS. The peer's identity is looked up by the node named
- * in HELLO in a table the test fills (standing in for the verified
- * certificate); the transport table of the gateway makes that possible. */
+ * Two listeners: plain frames for gateways that connect directly (the
+ * peer's identity is looked up by the node named in HELLO in a table the
+ * test fills, standing in for the verified certificate; the gateway's
+ * transport table makes the plain session possible), and mbed TLS for the
+ * hub, whose identity comes from its certificate and whose ROUTED batches
+ * are audited with their path. */
 #ifndef SIM_SERVER_H
 #define SIM_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
 #include "fws/fws.h"
+#include "gw/tls.h"
 #include "proto/frame.h"
 #include "proto/ident.h"
 #include "proto/msg.h"
 #include "sd/store.h"
 #include "sim_rng.h"
 
-#define SIM_MAX_CONNS  8
-#define SIM_MAX_PEERS  8
-#define SIM_REPLAY_MAX 16
-#define SIM_CONN_REJ   64
+#define SIM_MAX_CONNS   8
+#define SIM_MAX_PEERS   8
+#define SIM_REPLAY_MAX  16
+#define SIM_CONN_REJ    64
+#define SIM_CONN_ORIGIN 16 /* origins one connection (a hub) speaks for */
+#define SIM_DAEMON_NODE "sim-daemon"
 
 typedef struct sim_conn {
-    fws_sock *sock;
+    fws_sock *sock; /* non-NULL: slot in use (for TLS, owned by nb) */
+    int tls, hs_done;
+    gw_nbconn nb;
     ss_fdec dec;
-    int peer; /* index in peers, -1 before HELLO */
-    int welcome_owed, ack_owed, close_after_flush;
+    int hello; /* HELLO accepted: p is the peer */
+    sd_peer p; /* who this is (peer table, or the TLS certificate) */
+    int welcome_owed, close_after_flush;
+    char wel[SIM_CONN_ORIGIN][SS_ID_MAX + 1]; /* origins the WELCOME reports */
+    int nwel;
+    char touched[SIM_CONN_ORIGIN][SS_ID_MAX + 1]; /* origins the next ACK reports */
+    int ntouched;
     uint8_t *out; /* bytes to send (replies already released) */
     size_t out_len, out_cap;
     uint8_t *staged; /* replies held until the step's commit (ERROR frames) */
@@ -43,9 +61,9 @@ typedef struct sim_conn {
 } sim_conn;
 
 typedef struct sim_replay {
-    uint8_t *bytes;
+    uint8_t *bytes; /* the envelope (route prefix removed) */
     size_t len;
-    int peer;
+    sd_peer p;
 } sim_replay;
 
 /* Nemesis knobs, each a probability in 1/1000. */
@@ -57,7 +75,7 @@ typedef struct sim_server_faults {
 } sim_server_faults;
 
 typedef struct sim_server_stats {
-    uint64_t steps, envelopes, commits, crashes, restarts, dups, replays, gaps, errors;
+    uint64_t steps, envelopes, routed, commits, crashes, restarts, dups, replays, gaps, errors;
 } sim_server_stats;
 
 typedef struct sim_server {
@@ -66,8 +84,16 @@ typedef struct sim_server {
     char path[512]; /* database file */
     sd_store *store;
     int in_txn;
-    fws_sock *listener;
+    fws_sock *listener; /* plain frames: gateways connected directly */
     uint16_t port;
+    fws_sock *tls_listener; /* mbed TLS: hubs (peer identity from the certificate) */
+    uint16_t tls_port;
+    int tls_ready;
+    int tls_blocked; /* partition: TLS connections reset, new ones refused */
+    mbedtls_ssl_config conf;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_x509_crt ca, cert;
+    mbedtls_pk_context key;
     uint32_t max_frame, window;
     sim_conn conns[SIM_MAX_CONNS];
     ss_ident peers[SIM_MAX_PEERS];
@@ -86,7 +112,16 @@ typedef struct sim_server {
  * world of shim. rng drives the nemesis (may be NULL: no faults). Returns 0
  * or a negative error with s->failure set. */
 int sim_server_start(sim_server *s, const fws *shim, sim_rng *rng, const char *path);
-/* Registers the identity a HELLO for id->node will be given. */
+/* Also listens for mbed TLS on another port (s->tls_port), with the daemon's
+ * certificate and key and the CA its peers must chain to: the hub's
+ * upstream. A peer's identity is then its certificate's. Returns 0 or an
+ * error with s->failure. */
+int sim_server_listen_tls(sim_server *s, const char *ca_pem, const char *cert_pem,
+                          const char *key_pem);
+/* Partitions (1) or heals (0) the TLS side: live TLS connections are
+ * dropped, new ones closed at accept. */
+void sim_server_block_tls(sim_server *s, int blocked);
+/* Registers the identity a HELLO for id->node will be given (plain port). */
 int sim_server_add_peer(sim_server *s, const ss_ident *id);
 /* Accepts, reads, applies and replies without waiting (timeout 0). */
 void sim_server_step(sim_server *s);

@@ -81,6 +81,57 @@ static int make_ident(ss_ident *id, int g)
     return ss_ident_add_uri(id, shared, strlen(shared));
 }
 
+/* Everything that runs while one gateway waits: the daemon, and the hub. */
+static void world_idle(void *arg)
+{
+    sim_world *w = arg;
+    sim_server_step(w->srv);
+    if (w->relay && !fws_sim_powered_off(w->hsim))
+        (void)gw_relay_step(w->relay, 0);
+}
+
+/* The hub (re)starts on its storage: journal recovery, listening again on
+ * the same port so its gateways find it. */
+static int hub_start(sim_world *w)
+{
+    int rc = SS_EIO;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (w->relay)
+            gw_relay_destroy(w->relay);
+        w->relay = NULL;
+        rc = gw_relay_new(&w->hshim, &w->rcfg, &w->relay);
+        if (rc == 0) {
+            w->rcfg.listen_port = gw_relay_port(w->relay);
+            return 0;
+        }
+        w->relay = NULL;
+        if (!fws_sim_powered_off(w->hsim))
+            break;
+        fws_sim_power_cut(w->hsim);
+        w->n_hub_cuts++;
+    }
+    return rc;
+}
+
+/* After a hub operation failed (an armed cut fired, the journal broke). */
+static int hub_check(sim_world *w, int rc)
+{
+    if (!w->hsim)
+        return 0;
+    if (fws_sim_powered_off(w->hsim) || rc < 0 || !w->relay) {
+        if (fws_sim_powered_off(w->hsim)) {
+            fws_sim_power_cut(w->hsim);
+            w->n_hub_cuts++;
+        } else {
+            fws_sim_reboot(w->hsim);
+        }
+        w->n_hub_restarts++;
+        if (hub_start(w) < 0)
+            return failf(w, "the hub cannot restart on its journal");
+    }
+    return 0;
+}
+
 int sim_world_reopen(sim_world *w, int g)
 {
     sim_gw *x = &w->gw[g];
@@ -141,7 +192,7 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
     w->srv->faults.crash_at_commit = 25;
     w->srv->faults.stall_conn = 60;
     w->srv->plant_ack_before_commit = o->plant_server_ack;
-    fws_sim_set_idle_hook(w->dsim, sim_server_idle, w->srv);
+    fws_sim_set_idle_hook(w->dsim, world_idle, w);
 
     gw_journal_config_default(&w->jc);
     w->jc.segment_max = 4096;
@@ -156,6 +207,54 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
     w->sc.ping_interval_ms = 1000;
 
     w->ngw = o->gateways;
+    if (o->pki) {
+        const sim_pki *k = o->pki;
+        rc = sim_server_listen_tls(w->srv, k->ca, k->daemon_crt, k->daemon_key);
+        if (rc < 0) {
+            failf(w, "sim daemon TLS: %s", w->srv->failure);
+            return rc;
+        }
+        c.world = w->dsim;
+        c.seed = sim_rng_next(&w->rng);
+        c.log_arg = (void *)SIM_HUB_NODE;
+        rc = fws_sim_new(&c, &w->hsim, &w->hshim);
+        if (rc < 0) {
+            failf(w, "fws_sim_new: %s", fws_strerror(rc));
+            return rc;
+        }
+        gw_relay_config *r = &w->rcfg;
+        memset(r, 0, sizeof(*r));
+        r->ca_pem = k->ca;
+        r->cert_pem = k->hub_crt;
+        r->key_pem = k->hub_key;
+        r->crl = (const uint8_t *)k->crl;
+        r->crl_len = k->crl_len;
+        r->listen_host = "127.0.0.1";
+        r->up_host = "127.0.0.1";
+        r->up_port = w->srv->tls_port;
+        r->up_name = SIM_DAEMON_NAME;
+        r->max_conns = 8;
+        r->window = 4;
+        r->max_frame = 65536;
+        r->handshake_timeout_ms = 3000;
+        r->io_timeout_ms = 5000;
+        r->ping_interval_ms = 1000;
+        r->idle_timeout_ms = 30000;
+        r->backoff_min_ms = 100;
+        r->backoff_max_ms = 2000;
+        gw_hubj_config_default(&r->hub);
+        /* Small, so that segments roll over and get reclaimed in a run. */
+        r->hub.max_envelope = 65536 + 1024;
+        r->hub.segment_max = r->hub.max_envelope + 4096;
+        r->hub.capacity = 4u << 20;
+        r->hub.max_records = 4096;
+        r->hub.max_origins = 16;
+        rc = hub_start(w);
+        if (rc < 0) {
+            failf(w, "hub start: %s", ss_err_name(rc));
+            return rc;
+        }
+    }
     for (int g = 0; g < w->ngw; g++) {
         sim_gw *x = &w->gw[g];
         c.world = w->dsim;
@@ -176,6 +275,17 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
             rc = gw_sync_setup(&x->sync, &w->sc);
         if (rc == 0)
             rc = sim_world_reopen(w, g);
+        /* Hub mode: every gateway but the last syncs through the hub. */
+        x->via_hub = o->pki && g < w->ngw - 1;
+        gw_tls_init(&x->tls);
+        if (rc == 0 && x->via_hub) {
+            gw_tls_config tc;
+            tc.ca_pem = o->pki->ca;
+            tc.cert_pem = o->pki->gw_crt[g];
+            tc.key_pem = o->pki->gw_key[g];
+            tc.server_name = SIM_HUB_NAME;
+            rc = gw_tls_setup(&x->tls, &x->shim, &tc);
+        }
         if (rc < 0) {
             failf(w, "gateway %d setup: %s", g, ss_err_name(rc));
             return rc;
@@ -192,7 +302,13 @@ void sim_world_free(sim_world *w)
             gw_node_free(&x->node);
         x->open = 0;
         gw_sync_free(&x->sync);
+        gw_tls_free(&x->tls);
     }
+    if (w->relay)
+        gw_relay_destroy(w->relay);
+    w->relay = NULL;
+    fws_sim_destroy(w->hsim);
+    w->hsim = NULL;
     if (w->srv) {
         sim_server_stop(w->srv);
         free(w->srv);
@@ -422,17 +538,19 @@ int sim_world_sync(sim_world *w, int g)
     }
     fws_sim_net_set_next_link(x->sim, &l);
     int blackholed = 0;
+    uint16_t port = x->via_hub ? w->rcfg.listen_port : w->srv->port;
     if (x->partitioned) {
         if (sim_rng_chance(&w->rng, 500)) {
             fws_sim_net_refuse_next(x->sim, 1);
         } else {
-            fws_sim_net_blackhole(x->sim, w->srv->port);
+            fws_sim_net_blackhole(x->sim, port);
             blackholed = 1;
         }
     }
     gw_plain p;
     gw_stream st;
-    int rc = gw_plain_connect(&p, &x->shim, "127.0.0.1", w->srv->port, 1000, &st);
+    int rc = x->via_hub ? gw_tls_connect(&x->tls, "127.0.0.1", port, 2000, &st)
+                        : gw_plain_connect(&p, &x->shim, "127.0.0.1", port, 1000, &st);
     if (blackholed)
         fws_sim_net_blackhole(x->sim, 0);
     w->n_syncs++;
@@ -461,7 +579,10 @@ int sim_world_check_acks(sim_world *w)
         return failf(w, "daemon: %s", w->srv->failure);
     for (int g = 0; g < w->ngw; g++) {
         sim_gw *x = &w->gw[g];
-        if (!x->open)
+        /* Behind a hub the acknowledgement is the hub's durable journal,
+         * not the daemon's commit: those are checked end to end after the
+         * drain. */
+        if (!x->open || x->via_hub)
             continue;
         uint64_t acked = gw_journal_acked(&x->node.journal), committed = 0;
         int rc = sim_server_committed(w->srv, x->id.node, &committed);
@@ -495,6 +616,13 @@ int sim_world_drain(sim_world *w)
         if (!x->open && sim_world_reopen(w, g) < 0)
             return failf(w, "gw-%d cannot reopen its journal after the heal", g);
     }
+    if (w->hsim) {
+        (void)fws_sim_set_cut_at(w->hsim, 0, 0, FWS_SIM_TEAR_TRUNC);
+        w->hub_partitioned = 0;
+        w->srv->tls_blocked = 0;
+        if (hub_check(w, 0))
+            return 1;
+    }
     vlog(w, "heal: every fault cleared, draining");
     for (int round = 0; round < 2; round++) {
         for (int g = 0; g < w->ngw; g++) {
@@ -512,6 +640,24 @@ int sim_world_drain(sim_world *w)
             if (rc < 0)
                 return failf(w, "gw-%d did not drain after the heal: %s", g, ss_err_name(rc));
         }
+    }
+    /* The hub forwards what it holds: run it (and the daemon) until the
+     * daemon has committed everything the gateways behind it hold acked. */
+    for (int i = 0; w->relay && i < 3000; i++) {
+        int behind = 0;
+        for (int g = 0; g < w->ngw; g++) {
+            uint64_t committed = 0;
+            if (sim_server_committed(w->srv, w->gw[g].id.node, &committed) < 0)
+                return failf(w, "committed lookup failed");
+            if (committed < gw_journal_acked(&w->gw[g].node.journal))
+                behind = 1;
+        }
+        if (!behind)
+            break;
+        fws_sim_advance(w->dsim, 50);
+        world_idle(w);
+        if (hub_check(w, 0))
+            return 1;
     }
     return sim_world_check_acks(w);
 }
@@ -859,6 +1005,14 @@ int sim_world_check_final(sim_world *w)
     sqlite3_finalize(st);
     st = NULL;
 
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM audit WHERE path = 'via " SIM_HUB_NODE
+                           "' AND outcome IN ('applied', 'superseded')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        w->n_via_hub = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
     sd_audit_report rep;
     memset(&rep, 0, sizeof(rep));
     int rc = sd_audit_verify(w->srv->store, NULL, &rep);
@@ -917,6 +1071,27 @@ int sim_world_run(sim_world *w)
             for (int k = 0; k < w->ngw; k++)
                 w->gw[k].partitioned = 0;
             vlog(w, "all partitions healed");
+        } else if (a < 845 && w->hsim && sim_rng_chance(&w->rng, 500)) {
+            uint32_t h = sim_rng_below(&w->rng, 4);
+            if (h == 0) {
+                vlog(w, "hub power cut now");
+                fws_sim_power_cut(w->hsim);
+                w->n_hub_cuts++;
+                w->n_hub_restarts++;
+                if (hub_start(w) < 0)
+                    return failf(w, "the hub cannot recover its journal after a power cut");
+            } else if (h == 1) {
+                uint64_t n = fws_sim_ops(w->hsim) + 1 + sim_rng_below(&w->rng, 40);
+                (void)fws_sim_set_cut_at(w->hsim, n, sim_rng_below(&w->rng, 64),
+                                         sim_rng_below(&w->rng, 2) ? FWS_SIM_TEAR_GARBAGE
+                                                                   : FWS_SIM_TEAR_TRUNC);
+                vlog(w, "hub cut armed at op %" PRIu64, n);
+            } else {
+                w->hub_partitioned = !w->hub_partitioned;
+                sim_server_block_tls(w->srv, w->hub_partitioned);
+                vlog(w, "hub %s the daemon",
+                     w->hub_partitioned ? "cut off from" : "reconnected to");
+            }
         } else if (a < 845) {
             vlog(w, "daemon restart");
             w->n_restarts++;
@@ -926,8 +1101,8 @@ int sim_world_run(sim_world *w)
             fws_sim_advance(w->dsim, sim_rng_below(&w->rng, 3000));
         }
         fws_sim_advance(w->dsim, sim_rng_below(&w->rng, 200));
-        sim_server_step(w->srv);
-        if (sim_world_check_acks(w))
+        world_idle(w);
+        if (hub_check(w, 0) || sim_world_check_acks(w))
             return 1;
     }
     if (sim_world_drain(w))

@@ -11,7 +11,10 @@
 
 #include "fws_sim.h"
 #include "gw/node.h"
+#include "gw/relay.h"
 #include "gw/sync.h"
+#include "gw/tls.h"
+#include "sim_pki.h"
 #include "sim_rng.h"
 #include "sim_server.h"
 
@@ -24,6 +27,7 @@ typedef struct sim_opts {
     int gateways;         /* 1..SIM_MAX_GW */
     int plant_server_ack; /* planted bug in the sim daemon: ACK before commit */
     int verbose;          /* actions and gateway logs on stderr */
+    const sim_pki *pki;   /* non-NULL: hub mode (a regional hub, mbed TLS) */
 } sim_opts;
 
 /* One submission as the caller saw it (the reference model's input). */
@@ -50,6 +54,8 @@ typedef struct sim_gw {
     gw_sync sync;
     int partitioned;
     uint64_t reopen_count;
+    int via_hub; /* hub mode: syncs over mbed TLS to the hub, not to the daemon */
+    gw_tls tls;
 } sim_gw;
 
 typedef struct sim_world {
@@ -60,6 +66,13 @@ typedef struct sim_world {
     sim_server *srv;
     sim_gw gw[SIM_MAX_GW];
     int ngw;
+    /* hub mode */
+    fws_sim *hsim;
+    fws hshim;
+    gw_relay *relay;
+    gw_relay_config rcfg;
+    int hub_partitioned;
+    uint64_t n_hub_cuts, n_hub_restarts, n_via_hub; /* n_via_hub: changes audited "via hub-0" */
     gw_journal_config jc;
     gw_sync_config sc;
     sim_sub *subs;

@@ -78,6 +78,12 @@ uint16_t gw_relay_port(const gw_relay *r);
  * SIGHUP makes it reload the CRL through cfg->reload_crl. Returns 0, or the
  * error that stopped it (a journal that cannot sync). */
 int gw_relay_run(gw_relay *r, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
+/* One turn of the loop gw_relay_run repeats (accept, read, journal and group
+ * commit, ACK, forward upstream, flush), waiting at most wait_ms: for a
+ * caller that drives the relay itself, like the deterministic simulation
+ * (tests/sim), which steps it with wait 0 from the shim's idle hook.
+ * Returns 0 or the error that would stop gw_relay_run. */
+int gw_relay_step(gw_relay *r, uint32_t wait_ms);
 void gw_relay_destroy(gw_relay *r);
 
 /* For forward hooks: queues a frame on the upstream session as is. Returns
