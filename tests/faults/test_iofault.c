@@ -5,15 +5,18 @@
  * tmpfs). The daemon must stop acknowledging, log why, keep running, corrupt
  * nothing and resume when the fault clears; the client resends whatever was
  * not acknowledged and every change ends up in the database exactly once. */
+#define _GNU_SOURCE /* unshare(CLONE_NEWNS) for the tmpfs */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -78,6 +81,8 @@ static void daemon_start(tc_env *e, fdaemon *d, const char *const *wrap, const c
     d->pid = fork();
     ASSERT(d->pid >= 0);
     if (d->pid == 0) {
+        /* A failed test aborts: the daemon must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -650,7 +655,10 @@ TEST(disk_full)
     ASSERT_EQ(mkdir(mnt, 0700), 0);
     /* Room for the database and a WAL that is only checkpointed every
      * 10000 pages would need ~40 MiB; the point is a disk that fills. */
-    if (mount("tmpfs", mnt, "tmpfs", 0, "size=48m,mode=0700") != 0) {
+    /* In a mount namespace of our own, the tmpfs goes away with this
+     * process and its daemon even if the test aborts. */
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, "size=48m,mode=0700") != 0) {
         fprintf(stderr, "cannot mount a tmpfs (%s): skipped\n", strerror(errno));
         tc_env_cleanup(&e);
         exit(SKIP_RC);
