@@ -16,7 +16,7 @@
 # stops the daemon (SIGTERM, exit 0) and verifies.
 #
 # usage: kill9.sh SITESYNC_GW SITESYNCD SITESYNC_ADMIN SITESYNC_PKI CHAOS_RECORD
-# environment (defaults in brackets; under SITESYNC_ASAN=1: 3 trials, 20,000 changes):
+# environment (defaults in brackets; under SITESYNC_ASAN=1: 5 trials, 20,000 changes):
 #   CHAOS_TRIALS [20]  CHAOS_CHANGES [100000]  CHAOS_GATEWAYS [10]
 #   CHAOS_SEED [time-based, printed]  CHAOS_TRIAL [run only this trial number]
 #   CHAOS_KEEP=1 keep the work directory   CHAOS_TMP [/tmp]
@@ -25,7 +25,7 @@ GW=$1 SD=$2 ADMIN=$3 PKI=$4 RECORD=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 CHECK=$HERE/chaos_check.py
 if [ "${SITESYNC_ASAN:-0}" = 1 ]; then
-    TRIALS=${CHAOS_TRIALS:-3}
+    TRIALS=${CHAOS_TRIALS:-5}
     CHANGES=${CHAOS_CHANGES:-20000}
     DRAIN_S=600
 else
@@ -167,7 +167,7 @@ run_trial() {
         n=$(gname "$g")
         "$GW" --log-level info --journal "$TD/j/$n" --ca "$T/ca/ca.crt" --cert "$T/$n.crt" \
             --key "$T/$n.key" --server "127.0.0.1:$PORT" --sync-interval-ms 100 \
-            --backoff-min-ms 50 --backoff-max-ms 800 --io-timeout-ms 10000 run \
+            --backoff-min-ms 50 --backoff-max-ms 300 --io-timeout-ms 10000 run \
             2>"$TD/$n.log" &
         GPIDS+=($!)
     done
