@@ -517,6 +517,8 @@ TEST(vfs_faults)
             ASSERT_EQ(st_committed_db(&s), frozen);
             ASSERT_LE(s.acked, frozen);
             ASSERT(daemon_alive(&d));
+            /* The client kept trying and was told no every time. */
+            ASSERT_GT(s.errors + s.refused, err0);
         }
         fv_clear(ctl);
         /* Resumes: progress well past the point of the fault. */
@@ -544,7 +546,9 @@ TEST(vfs_faults)
     ASSERT_GE(faults, 1);
     ASSERT_GE(recovered, nt / 2);
     ASSERT_GE(reopened, 1);
-    ASSERT_GE(client_saw, nt / 2);
+    /* A fault that hits a session record of a closed connection is
+     * invisible to the client; the persistent ones never are (above). */
+    ASSERT_GE(client_saw, 4);
     check_database(&e, db, "gw1", s.total);
     fv_ctl_unmap(ctl);
     tc_env_cleanup(&e);
