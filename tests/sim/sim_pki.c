@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pki/pki.h"
 #include "proto/err.h"
@@ -80,6 +81,9 @@ int sim_pki_make(sim_pki *p, const char *base, char *err, size_t cap)
         p->dir[0] = '\0';
         return SS_EIO;
     }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    p->made_ms = (int64_t)ts.tv_sec * 1000;
     pki_init_opts io;
     memset(&io, 0, sizeof(io));
     io.dir = p->dir;

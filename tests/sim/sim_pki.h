@@ -5,6 +5,7 @@
 #define SIM_PKI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define SIM_PKI_GW 8
 
@@ -14,6 +15,8 @@
 
 typedef struct sim_pki {
     char dir[400];
+    int64_t made_ms; /* wall time of creation (whole seconds): the hub-mode
+                        simulation's clock starts here, inside every validity */
     char *ca, *crl;
     size_t crl_len;
     char *daemon_crt, *daemon_key;

@@ -67,7 +67,7 @@ static void remove_db(const char *path)
 }
 
 typedef struct totals {
-    uint64_t ok, failed, syncs, cuts, restarts, crashes, dups, hub_cuts, hub_restarts, via_hub;
+    uint64_t ok, failed, syncs, cuts, restarts, crashes, dups, hub_cuts, hub_restarts, via_hub, sig;
 } totals;
 
 /* One seed in a fresh database under dir. Returns 0 (every invariant held)
@@ -98,6 +98,7 @@ static int run_seed(const sim_opts *o, const char *dir, uint64_t *trace, char *w
         tot->hub_cuts += w->n_hub_cuts;
         tot->hub_restarts += w->n_hub_restarts;
         tot->via_hub += w->n_via_hub;
+        tot->sig += w->n_sig_verified;
         if (w->srv) {
             tot->crashes += w->srv->stats.crashes;
             tot->dups += w->srv->stats.dups + w->srv->stats.replays;
@@ -273,8 +274,9 @@ int main(int argc, char **argv)
            tot.dups);
     if (hub)
         printf("sim: hub: %" PRIu64 " changes applied via the hub, %" PRIu64
-               " hub power cuts, %" PRIu64 " hub restarts\n",
-               tot.via_hub, tot.hub_cuts, tot.hub_restarts);
+               " hub power cuts, %" PRIu64 " hub restarts, %" PRIu64
+               " envelope signatures verified by the daemon\n",
+               tot.via_hub, tot.hub_cuts, tot.hub_restarts, tot.sig);
     if (expect_failure) {
         if (failed) {
             printf("sim: planted bug caught at seed %" PRIu64 " (after %" PRIu64 " seeds)\n",

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <mbedtls/oid.h>
+#include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
 
 #include "proto/envelope.h"
 #include "proto/err.h"
@@ -39,8 +41,14 @@ static int store_open(sim_server *s)
     if (rc < 0) {
         s->store = NULL;
         server_failure(s, "store open %s: %s: %s", s->path, ss_err_name(rc), err);
+        return rc;
     }
-    return rc;
+    /* Without a verifier (plain mode: the simulation has no certificates
+     * there) signatures are not checked and the delivering peer's identity
+     * authorizes each change; with one, they are verified and required. */
+    if (s->sig)
+        sd_store_set_sig(s->store, s->sig, 1);
+    return 0;
 }
 
 /* Appends len bytes to a growing buffer. */
@@ -597,6 +605,33 @@ void sim_server_idle(void *arg)
     sim_server_step(arg);
 }
 
+int sim_server_require_signatures(sim_server *s, const char *ca_pem, const char *crl_pem)
+{
+    X509_STORE *st = X509_STORE_new();
+    BIO *b1 = BIO_new_mem_buf(ca_pem, -1), *b2 = BIO_new_mem_buf(crl_pem, -1);
+    X509 *ca = b1 ? PEM_read_bio_X509(b1, NULL, NULL, NULL) : NULL;
+    X509_CRL *crl = b2 ? PEM_read_bio_X509_CRL(b2, NULL, NULL, NULL) : NULL;
+    int rc = SS_ECERT;
+    if (st && ca && crl && X509_STORE_add_cert(st, ca) == 1 && X509_STORE_add_crl(st, crl) == 1) {
+        X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+        rc = sd_sig_new(64, &s->sig);
+        if (rc == 0)
+            rc = sd_sig_set_store(s->sig, st);
+    }
+    X509_free(ca);
+    X509_CRL_free(crl);
+    BIO_free(b1);
+    BIO_free(b2);
+    X509_STORE_free(st);
+    if (rc < 0) {
+        server_failure(s, "signature verifier: %s", ss_err_name(rc));
+        return rc;
+    }
+    if (s->store)
+        sd_store_set_sig(s->store, s->sig, 1);
+    return 0;
+}
+
 void sim_server_block_tls(sim_server *s, int blocked)
 {
     s->tls_blocked = blocked;
@@ -637,6 +672,8 @@ void sim_server_stop(sim_server *s)
     }
     s->store = NULL;
     s->in_txn = 0;
+    sd_sig_destroy(s->sig);
+    s->sig = NULL;
     for (int i = 0; i < SIM_REPLAY_MAX; i++) {
         free(s->replay[i].bytes);
         s->replay[i].bytes = NULL;

@@ -30,6 +30,7 @@
 #include "proto/frame.h"
 #include "proto/ident.h"
 #include "proto/msg.h"
+#include "sd/sig.h"
 #include "sd/store.h"
 #include "sim_rng.h"
 
@@ -90,6 +91,7 @@ typedef struct sim_server {
     uint16_t tls_port;
     int tls_ready;
     int tls_blocked; /* partition: TLS connections reset, new ones refused */
+    sd_sig *sig;     /* origin signatures verified and required (hub mode) */
     mbedtls_ssl_config conf;
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt ca, cert;
@@ -118,6 +120,9 @@ int sim_server_start(sim_server *s, const fws *shim, sim_rng *rng, const char *p
  * error with s->failure. */
 int sim_server_listen_tls(sim_server *s, const char *ca_pem, const char *cert_pem,
                           const char *key_pem);
+/* Verifies origin signatures from now on (and after every restart) against
+ * the CA and CRL, and refuses unsigned envelopes. Returns 0 or an error. */
+int sim_server_require_signatures(sim_server *s, const char *ca_pem, const char *crl_pem);
 /* Partitions (1) or heals (0) the TLS side: live TLS connections are
  * dropped, new ones closed at accept. */
 void sim_server_block_tls(sim_server *s, int blocked);

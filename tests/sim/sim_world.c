@@ -172,6 +172,9 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
     c.log_level = o->verbose ? FWS_LOG_INFO : -1;
     c.log_sink = o->verbose ? log_sink : NULL;
     c.log_arg = (void *)"daemon";
+    /* Hub mode checks certificates and CRLs against the simulated clock
+     * (origin signatures at receive time): it starts when they were made. */
+    c.wall_start_ms = o->pki ? o->pki->made_ms + 60000 : 0;
     int rc = fws_sim_new(&c, &w->dsim, &w->dshim);
     if (rc < 0) {
         failf(w, "fws_sim_new: %s", fws_strerror(rc));
@@ -210,6 +213,8 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
     if (o->pki) {
         const sim_pki *k = o->pki;
         rc = sim_server_listen_tls(w->srv, k->ca, k->daemon_crt, k->daemon_key);
+        if (rc == 0)
+            rc = sim_server_require_signatures(w->srv, k->ca, k->crl);
         if (rc < 0) {
             failf(w, "sim daemon TLS: %s", w->srv->failure);
             return rc;
@@ -278,6 +283,11 @@ int sim_world_setup(sim_world *w, const sim_opts *o, const char *db_path)
         /* Hub mode: every gateway but the last syncs through the hub. */
         x->via_hub = o->pki && g < w->ngw - 1;
         gw_tls_init(&x->tls);
+        gw_signer_init(&x->signer);
+        if (rc == 0 && o->pki) {
+            rc = gw_signer_setup(&x->signer, &x->shim, o->pki->gw_crt[g], o->pki->gw_key[g]);
+            x->sync.signer = &x->signer;
+        }
         if (rc == 0 && x->via_hub) {
             gw_tls_config tc;
             tc.ca_pem = o->pki->ca;
@@ -303,6 +313,7 @@ void sim_world_free(sim_world *w)
         x->open = 0;
         gw_sync_free(&x->sync);
         gw_tls_free(&x->tls);
+        gw_signer_free(&x->signer);
     }
     if (w->relay)
         gw_relay_destroy(w->relay);
@@ -1013,6 +1024,17 @@ int sim_world_check_final(sim_world *w)
         w->n_via_hub = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     st = NULL;
+    if (w->srv->sig) {
+        /* Every envelope was signed by its origin: none may be refused. */
+        sd_sig_stats ss;
+        sd_sig_get_stats(w->srv->sig, &ss);
+        w->n_sig_verified = ss.verified;
+        if (ss.refused || (ss.verified == 0 && w->n_ok > 0)) {
+            ret = failf(w, "origin signatures: %" PRIu64 " verified, %" PRIu64 " refused",
+                        ss.verified, ss.refused);
+            goto out;
+        }
+    }
     sd_audit_report rep;
     memset(&rep, 0, sizeof(rep));
     int rc = sd_audit_verify(w->srv->store, NULL, &rep);

@@ -12,6 +12,7 @@
 #include "fws_sim.h"
 #include "gw/node.h"
 #include "gw/relay.h"
+#include "gw/sign.h"
 #include "gw/sync.h"
 #include "gw/tls.h"
 #include "sim_pki.h"
@@ -56,6 +57,7 @@ typedef struct sim_gw {
     uint64_t reopen_count;
     int via_hub; /* hub mode: syncs over mbed TLS to the hub, not to the daemon */
     gw_tls tls;
+    gw_signer signer; /* hub mode: every envelope signed with its certificate's key */
 } sim_gw;
 
 typedef struct sim_world {
@@ -72,7 +74,8 @@ typedef struct sim_world {
     gw_relay *relay;
     gw_relay_config rcfg;
     int hub_partitioned;
-    uint64_t n_hub_cuts, n_hub_restarts, n_via_hub; /* n_via_hub: changes audited "via hub-0" */
+    uint64_t n_hub_cuts, n_hub_restarts, n_via_hub,
+        n_sig_verified; /* n_via_hub: changes audited "via hub-0" */
     gw_journal_config jc;
     gw_sync_config sc;
     sim_sub *subs;
