@@ -109,7 +109,7 @@ typedef struct loop {
     int released;
     uint64_t t_begin, t_release, t_first_send, t_last_ack;
     uint64_t rejects;
-    char first_error[300];
+    char first_error[400];
 } loop;
 
 static volatile sig_atomic_t stop_flag; /* set by SIGTERM/SIGINT */
@@ -887,6 +887,161 @@ static void raise_nofile(uint64_t need)
                 (unsigned long long)rl.rlim_cur, (unsigned long long)need);
 }
 
+/* Everything but the teardown: returns the exit status; whatever it made is
+ * in c, *idsp and l for release(). */
+static int run(options *o, ca *c, gwid **idsp, loop *l, const char *mode)
+{
+    if (ca_load(o->ca_dir, c) != 0)
+        return 1;
+
+    uint64_t t0 = bench_now_ns();
+    gwid *ids = calloc(o->gateways, sizeof *ids);
+    if (!ids)
+        return 1;
+    *idsp = ids;
+    for (uint64_t i = 0; i < o->gateways; i++) {
+        if (mint(c, o->first_index + i, o->prefix, &ids[i]) != 0) {
+            ssl_errors("cannot mint a gateway certificate");
+            return 1;
+        }
+        if (o->mode == M_MINT && write_pem(o, &ids[i]) != 0)
+            return 1;
+    }
+    double mint_s = (double)(bench_now_ns() - t0) / 1e9;
+    if (o->mode == M_MINT) {
+        printf("minted=%llu mint_s=%.3f\n", (unsigned long long)o->gateways, mint_s);
+        return 0;
+    }
+    raise_nofile(o->gateways);
+
+    /* Envelopes, built and signed before the clock starts. */
+    l->o = o;
+    l->nconns = (uint32_t)o->gateways;
+    l->conns = calloc(o->gateways, sizeof *l->conns);
+    if (!l->conns)
+        return 1;
+    for (uint32_t i = 0; i < l->nconns; i++)
+        l->conns[i].fd = -1; /* release() closes only what was opened */
+    uint64_t envs = o->mode == M_IDLE ? 0 : o->envelopes;
+    uint64_t rng = 42;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    /* An hour in the past, one millisecond per change: HLCs rise per origin
+     * as a gateway's do and stay far inside the daemon's skew tolerance. */
+    uint64_t base_ms = (uint64_t)now.tv_sec * 1000u - 3600000u;
+    uint64_t sign_ns = 0, bytes = 0;
+    for (uint32_t i = 0; i < l->nconns; i++) {
+        conn *cn = &l->conns[i];
+        cn->id = &ids[i];
+        cn->fd = -1;
+        ss_fdec_init(&cn->dec, SS_FRAME_DEFAULT_MAX);
+        cn->nframes = (uint32_t)envs;
+        cn->frames = calloc(envs + 1, sizeof *cn->frames);
+        cn->frame_len = calloc(envs + 1, sizeof *cn->frame_len);
+        cn->frame_last = calloc(envs + 1, sizeof *cn->frame_last);
+        if (!cn->frames || !cn->frame_len || !cn->frame_last)
+            return 1;
+        for (uint64_t e = 0; e < envs; e++) {
+            uint64_t first = e * o->changes + 1;
+            uint64_t s0 = bench_now_ns();
+            cn->frames[e] =
+                make_frame(o, cn->id, first, (uint32_t)o->changes, ss_hlc_make(base_ms + first, 0),
+                           &rng, &cn->frame_len[e], md);
+            sign_ns += bench_now_ns() - s0;
+            if (!cn->frames[e]) {
+                fprintf(stderr, "ss_load: cannot build an envelope\n");
+                return 1;
+            }
+            cn->frame_last[e] = first + o->changes - 1;
+            bytes += cn->frame_len[e];
+        }
+        cn->last_seq = envs * o->changes;
+    }
+    EVP_MD_CTX_free(md);
+
+    l->ctx = SSL_CTX_new(TLS_client_method());
+    if (!l->ctx)
+        return 1;
+    SSL_CTX_set_min_proto_version(l->ctx, TLS1_2_VERSION);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(l->ctx), c->crt);
+    SSL_CTX_set_verify(l->ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(l->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(l->ctx, SSL_SESS_CACHE_OFF);
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (l->ep < 0)
+        return 1;
+
+    int rc = run_loop(l);
+    uint64_t rows = (uint64_t)l->nconns * envs * o->changes;
+    if (rc != 0 || l->rejects != 0) {
+        fprintf(stderr, "ss_load: %s failed: %s (rejected changes: %llu)\n", mode,
+                l->first_error[0] ? l->first_error : "?", (unsigned long long)l->rejects);
+        return 1;
+    }
+    if (o->mode == M_IDLE) {
+        printf("idle_sessions=%u idle_closed_early=%u\n", l->welcomed, l->closed_early);
+        return l->closed_early ? 1 : 0;
+    }
+    double el = (double)(l->t_last_ack - l->t_first_send) / 1e9;
+    if (o->mode == M_MERGE) {
+        printf("sitesyncd_merge_rows_per_s=%.0f rows=%llu gateways=%u envelopes=%llu changes=%llu "
+               "window=%u elapsed_s=%.3f signed=%d prepare_us_per_envelope=%.0f "
+               "mean_frame_bytes=%.0f\n",
+               el > 0 ? (double)rows / el : 0.0, (unsigned long long)rows, l->nconns,
+               (unsigned long long)envs, (unsigned long long)o->changes, l->conns[0].window, el,
+               !o->unsigned_envs, (double)sign_ns / 1e3 / (double)(l->nconns * envs),
+               (double)bytes / (double)(l->nconns * envs));
+        return 0;
+    }
+    uint64_t *lat = calloc(l->nconns, sizeof *lat);
+    if (!lat)
+        return 1;
+    for (uint32_t i = 0; i < l->nconns; i++)
+        lat[i] = l->conns[i].t_done - l->t_release;
+    qsort(lat, l->nconns, sizeof *lat, cmp_u64);
+    double drain = (double)(l->t_last_ack - l->t_release) / 1e9;
+    printf("fanin_gateways=%u fanin_records=%llu fanin_connect_s=%.3f fanin_drain_s=%.3f "
+           "fanin_p50_ms=%.1f fanin_p99_ms=%.1f fanin_max_ms=%.1f fanin_records_per_s=%.0f\n",
+           l->nconns, (unsigned long long)rows, (double)(l->t_release - l->t_begin) / 1e9, drain,
+           (double)pct(lat, l->nconns, 0.50) / 1e6, (double)pct(lat, l->nconns, 0.99) / 1e6,
+           (double)lat[l->nconns - 1] / 1e6, drain > 0 ? (double)rows / drain : 0.0);
+    free(lat);
+    return 0;
+}
+
+/* Frees what run() made (safe on a partial setup). */
+static void release(const options *o, ca *c, gwid *ids, loop *l)
+{
+    for (uint32_t i = 0; l->conns && i < l->nconns; i++) {
+        conn *cn = &l->conns[i];
+        if (cn->ssl)
+            SSL_free(cn->ssl);
+        if (cn->fd >= 0)
+            close(cn->fd);
+        for (uint32_t e = 0; cn->frames && e < cn->nframes; e++)
+            free(cn->frames[e]);
+        free(cn->frames);
+        free(cn->frame_len);
+        free(cn->frame_last);
+        ss_fdec_free(&cn->dec);
+    }
+    free(l->conns);
+    if (l->ctx)
+        SSL_CTX_free(l->ctx);
+    if (l->ep >= 0)
+        close(l->ep);
+    for (uint64_t i = 0; ids && i < o->gateways; i++) {
+        EVP_PKEY_free(ids[i].key);
+        X509_free(ids[i].crt);
+        OPENSSL_free(ids[i].der);
+    }
+    free(ids);
+    X509_free(c->crt);
+    EVP_PKEY_free(c->key);
+}
+
 int main(int argc, char **argv)
 {
     options o = { .gateways = 10,
@@ -903,121 +1058,11 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_stop);
     signal(SIGINT, on_stop);
     ca c = { 0 };
-    if (ca_load(o.ca_dir, &c) != 0)
-        return 1;
-
-    uint64_t t0 = bench_now_ns();
-    gwid *ids = calloc(o.gateways, sizeof *ids);
-    if (!ids)
-        return 1;
-    for (uint64_t i = 0; i < o.gateways; i++) {
-        if (mint(&c, o.first_index + i, o.prefix, &ids[i]) != 0) {
-            ssl_errors("cannot mint a gateway certificate");
-            return 1;
-        }
-        if (o.mode == M_MINT && write_pem(&o, &ids[i]) != 0)
-            return 1;
-    }
-    double mint_s = (double)(bench_now_ns() - t0) / 1e9;
-    if (o.mode == M_MINT) {
-        printf("minted=%llu mint_s=%.3f\n", (unsigned long long)o.gateways, mint_s);
-        return 0;
-    }
-    raise_nofile(o.gateways);
-
-    /* Envelopes, built and signed before the clock starts. */
+    gwid *ids = NULL;
     loop l;
     memset(&l, 0, sizeof l);
-    l.o = &o;
-    l.nconns = (uint32_t)o.gateways;
-    l.conns = calloc(o.gateways, sizeof *l.conns);
-    if (!l.conns)
-        return 1;
-    uint64_t envs = o.mode == M_IDLE ? 0 : o.envelopes;
-    uint64_t rng = 42;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    /* An hour in the past, one millisecond per change: HLCs rise per origin
-     * as a gateway's do and stay far inside the daemon's skew tolerance. */
-    uint64_t base_ms = (uint64_t)now.tv_sec * 1000u - 3600000u;
-    uint64_t sign_ns = 0, bytes = 0;
-    for (uint32_t i = 0; i < l.nconns; i++) {
-        conn *cn = &l.conns[i];
-        cn->id = &ids[i];
-        cn->fd = -1;
-        ss_fdec_init(&cn->dec, SS_FRAME_DEFAULT_MAX);
-        cn->nframes = (uint32_t)envs;
-        cn->frames = calloc(envs + 1, sizeof *cn->frames);
-        cn->frame_len = calloc(envs + 1, sizeof *cn->frame_len);
-        cn->frame_last = calloc(envs + 1, sizeof *cn->frame_last);
-        if (!cn->frames || !cn->frame_len || !cn->frame_last)
-            return 1;
-        for (uint64_t e = 0; e < envs; e++) {
-            uint64_t first = e * o.changes + 1;
-            uint64_t s0 = bench_now_ns();
-            cn->frames[e] =
-                make_frame(&o, cn->id, first, (uint32_t)o.changes, ss_hlc_make(base_ms + first, 0),
-                           &rng, &cn->frame_len[e], md);
-            sign_ns += bench_now_ns() - s0;
-            if (!cn->frames[e]) {
-                fprintf(stderr, "ss_load: cannot build an envelope\n");
-                return 1;
-            }
-            cn->frame_last[e] = first + o.changes - 1;
-            bytes += cn->frame_len[e];
-        }
-        cn->last_seq = envs * o.changes;
-    }
-    EVP_MD_CTX_free(md);
-
-    l.ctx = SSL_CTX_new(TLS_client_method());
-    if (!l.ctx)
-        return 1;
-    SSL_CTX_set_min_proto_version(l.ctx, TLS1_2_VERSION);
-    X509_STORE_add_cert(SSL_CTX_get_cert_store(l.ctx), c.crt);
-    SSL_CTX_set_verify(l.ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_mode(l.ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_session_cache_mode(l.ctx, SSL_SESS_CACHE_OFF);
-    l.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (l.ep < 0)
-        return 1;
-
-    int rc = run_loop(&l);
-    uint64_t rows = (uint64_t)l.nconns * envs * o.changes;
-    if (rc != 0 || l.rejects != 0) {
-        fprintf(stderr, "ss_load: %s failed: %s (rejected changes: %llu)\n", argv[1],
-                l.first_error[0] ? l.first_error : "?", (unsigned long long)l.rejects);
-        return 1;
-    }
-    if (o.mode == M_IDLE) {
-        printf("idle_sessions=%u idle_closed_early=%u\n", l.welcomed, l.closed_early);
-        return l.closed_early ? 1 : 0;
-    }
-    double el = (double)(l.t_last_ack - l.t_first_send) / 1e9;
-    if (o.mode == M_MERGE) {
-        printf("sitesyncd_merge_rows_per_s=%.0f rows=%llu gateways=%u envelopes=%llu changes=%llu "
-               "window=%u elapsed_s=%.3f signed=%d prepare_us_per_envelope=%.0f "
-               "mean_frame_bytes=%.0f\n",
-               el > 0 ? (double)rows / el : 0.0, (unsigned long long)rows, l.nconns,
-               (unsigned long long)envs, (unsigned long long)o.changes, l.conns[0].window, el,
-               !o.unsigned_envs, (double)sign_ns / 1e3 / (double)(l.nconns * envs),
-               (double)bytes / (double)(l.nconns * envs));
-        return 0;
-    }
-    uint64_t *lat = calloc(l.nconns, sizeof *lat);
-    if (!lat)
-        return 1;
-    for (uint32_t i = 0; i < l.nconns; i++)
-        lat[i] = l.conns[i].t_done - l.t_release;
-    qsort(lat, l.nconns, sizeof *lat, cmp_u64);
-    double drain = (double)(l.t_last_ack - l.t_release) / 1e9;
-    printf("fanin_gateways=%u fanin_records=%llu fanin_connect_s=%.3f fanin_drain_s=%.3f "
-           "fanin_p50_ms=%.1f fanin_p99_ms=%.1f fanin_max_ms=%.1f fanin_records_per_s=%.0f\n",
-           l.nconns, (unsigned long long)rows, (double)(l.t_release - l.t_begin) / 1e9, drain,
-           (double)pct(lat, l.nconns, 0.50) / 1e6, (double)pct(lat, l.nconns, 0.99) / 1e6,
-           (double)lat[l.nconns - 1] / 1e6, drain > 0 ? (double)rows / drain : 0.0);
-    free(lat);
-    return 0;
+    l.ep = -1;
+    int rc = run(&o, &c, &ids, &l, argv[1]);
+    release(&o, &c, ids, &l);
+    return rc;
 }
