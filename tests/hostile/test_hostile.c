@@ -527,7 +527,22 @@ TEST(never_reads_acks)
     int cut = 0;
     long sent = 0;
     while (!cut && tc_now_ms() - t0 < 30000) {
-        tc_send_batch(&c, "gw1", "s1", seq, 4, "nr", tc_hlc_now());
+        /* The cut may land in the middle of any send: each is checked. */
+        ss_change ch[4];
+        char note[4][32];
+        for (int i = 0; i < 4; i++) {
+            snprintf(note[i], sizeof note[i], "nr-%llu", (unsigned long long)(seq + (uint64_t)i));
+            tc_change_status(&ch[i], seq + (uint64_t)i, tc_hlc_now() + (uint64_t)i, "s1", note[i],
+                             NULL);
+        }
+        size_t el;
+        uint8_t *env = tc_envelope("gw1", ch, 4, &el);
+        int sent_batch = tc_send_frame(&c, SS_FRAME_BATCH, env, el);
+        free(env);
+        if (sent_batch != 0) {
+            cut = 1;
+            break;
+        }
         seq += 4;
         size_t bl = 0;
         for (int i = 0; i < 64; i++) {
