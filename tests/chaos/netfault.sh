@@ -21,7 +21,7 @@
 # either is missing or `ip netns add` is not permitted.
 #
 # usage: netfault.sh SITESYNC_GW SITESYNCD SITESYNC_ADMIN SITESYNC_PKI CHAOS_RECORD
-# environment: NETFAULT_SEED [time-based]  NETFAULT_STEPS [10 nemesis steps]
+# environment: NETFAULT_SEED [time-based]  NETFAULT_STEPS [12 nemesis steps]
 #   NETFAULT_BACKLOG [2000 changes per gateway; 300 under SITESYNC_ASAN=1]
 #   NETFAULT_KEEP=1 keep the work directory (namespaces are always removed)
 set -u
@@ -45,7 +45,7 @@ done
 [ -n "$FAKETIME_LIB" ] || skip "libfaketime not installed (Debian: faketime)"
 
 SEED=${NETFAULT_SEED:-$(($(date +%s) % 1000000))}
-STEPS=${NETFAULT_STEPS:-10}
+STEPS=${NETFAULT_STEPS:-12}
 if [ "${SITESYNC_ASAN:-0}" = 1 ]; then
     BACKLOG=${NETFAULT_BACKLOG:-300}
     # libfaketime is preloaded before the ASan runtime: tell ASan that is fine.
@@ -63,14 +63,23 @@ RANDOM=$SEED
 NG=4 # gateways under network faults; the skew gateways share namespace 5
 TAG=$(printf '%04x' $(($$ % 65536)))
 NSD=ssc$TAG-d
+NSH=ssc$TAG-h
 nsg() { echo "ssc$TAG-g$1"; }
+# Gateways 3 and 4 reach the daemon through the hub; 1, 2 and the skew
+# gateways (5) directly. upns/upname: the namespace and the certificate name
+# of gateway I's upstream.
+via_hub() { [ "$1" = 3 ] || [ "$1" = 4 ]; }
+upns() { if via_hub "$1"; then echo "$NSH"; else echo "$NSD"; fi; }
+upname() { if via_hub "$1"; then echo hub; else echo central; fi; }
 NAMESPACES=()
 T=$(mktemp -d /tmp/chaos-netfault.XXXXXX)
 DPID=
+HPID=
 PIDS=() # gateways and writers
 cleanup() {
     local p ns
     [ -n "$DPID" ] && kill -CONT "$DPID" 2>/dev/null && kill -9 "$DPID" 2>/dev/null
+    [ -n "$HPID" ] && kill -CONT "$HPID" 2>/dev/null && kill -9 "$HPID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
@@ -81,6 +90,7 @@ trap 'exit 1' INT TERM
 fail() {
     echo "FAIL (seed $SEED): $*" >&2
     [ -f "$T/d.log" ] && tail -n 15 "$T/d.log" >&2
+    [ -f "$T/hub.log" ] && tail -n 8 "$T/hub.log" >&2
     echo "replay: NETFAULT_SEED=$SEED NETFAULT_STEPS=$STEPS NETFAULT_BACKLOG=$BACKLOG bash $0 $GW $SD $ADMIN $PKI $RECORD" >&2
     exit 1
 }
@@ -88,23 +98,31 @@ now_ms() { date +%s%3N; }
 log() { echo "[$(($(now_ms) - T0)) ms] $*"; }
 T0=$(now_ms)
 
-# ---- namespaces: daemon in NSD, gateway i in ssc<tag>-g<i>, 10.213.i.0/30.
+# ---- namespaces: daemon in NSD, hub in NSH, gateway i in ssc<tag>-g<i>;
+# gateway i's veth pair is 10.213.i.0/30 (.1 on its upstream's side), the
+# hub's uplink 10.213.9.0/30 (.1 on the daemon's side).
 ip netns add "$NSD" 2>"$T/netns.err" || skip "ip netns add not permitted: $(cat "$T/netns.err")"
 NAMESPACES+=("$NSD")
+ip netns add "$NSH" || fail "netns add $NSH"
+NAMESPACES+=("$NSH")
+veth() { # veth UPNS UPDEV NS DEV NET: a pair, NET.1 on the upstream side, NET.2 on the other
+    ip link add "$2" netns "$1" type veth peer name "$4" netns "$3" || fail "veth $2"
+    ip -n "$1" addr add "$5.1/30" dev "$2" || fail "addr $2"
+    ip -n "$3" addr add "$5.2/30" dev "$4" || fail "addr $4"
+    ip -n "$1" link set "$2" up || fail "up $2"
+    ip -n "$3" link set "$4" up || fail "up $4"
+}
 ip -n "$NSD" link set lo up || fail "lo up"
+ip -n "$NSH" link set lo up || fail "lo up"
+veth "$NSD" "c${TAG}u9" "$NSH" "c${TAG}h9" 10.213.9
 for i in $(seq 1 $((NG + 1))); do
     ns=$(nsg "$i")
     ip netns add "$ns" || fail "netns add $ns"
     NAMESPACES+=("$ns")
     ip -n "$ns" link set lo up || fail "lo up in $ns"
-    ip link add "c${TAG}d$i" netns "$NSD" type veth peer name "c${TAG}g$i" netns "$ns" ||
-        fail "veth $i"
-    ip -n "$NSD" addr add "10.213.$i.1/30" dev "c${TAG}d$i" || fail "addr d$i"
-    ip -n "$ns" addr add "10.213.$i.2/30" dev "c${TAG}g$i" || fail "addr g$i"
-    ip -n "$NSD" link set "c${TAG}d$i" up || fail "up d$i"
-    ip -n "$ns" link set "c${TAG}g$i" up || fail "up g$i"
+    veth "$(upns "$i")" "c${TAG}u$i" "$ns" "c${TAG}g$i" "10.213.$i"
 done
-log "namespaces: $NSD and $(nsg 1)..$(nsg $((NG + 1))), veth pairs on 10.213.1-$((NG + 1)).0/30, seed $SEED"
+log "namespaces: daemon $NSD, hub $NSH (uplink 10.213.9.0/30), gateways $(nsg 1)..$(nsg $((NG + 1))) (10.213.1-$((NG + 1)).0/30; 3 and 4 behind the hub), seed $SEED"
 
 # ---- PKI
 "$PKI" init --dir "$T/ca" >/dev/null || fail "pki init"
@@ -118,6 +136,8 @@ for n in "${GATEWAYS[@]}"; do
     "$PKI" issue --dir "$T/ca" --role gateway --node "$n" --site "site-$n" --site shared \
         --out "$T/$n" >/dev/null || fail "issue $n"
 done
+"$PKI" issue --dir "$T/ca" --role relay --node hub1 --site site-gw3 --site site-gw4 --site shared \
+    --dns hub --out "$T/hub1" >/dev/null || fail "issue hub1"
 "$PKI" crl --dir "$T/ca" >/dev/null || fail "crl"
 mkdir -p "$T/refs" "$T/j"
 
@@ -131,6 +151,23 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 [ -s "$T/port" ] || fail "daemon did not start"
+# The hub: store and forward for gateways 3 and 4.
+start_hub() {
+    rm -f "$T/hport"
+    ip netns exec "$NSH" "$GW" --log-level info --journal "$T/j/hub1" --ca "$T/ca/ca.crt" \
+        --cert "$T/hub1.crt" --key "$T/hub1.key" --crl "$T/ca/crl.pem" \
+        --server 10.213.9.1:7443 --server-name central --listen 0.0.0.0:7443 \
+        --port-file "$T/hport" --io-timeout-ms 3000 --handshake-timeout-ms 3000 \
+        --ping-interval-ms 1000 --backoff-min-ms 100 --backoff-max-ms 1500 relay \
+        2>>"$T/hub.log" &
+    HPID=$!
+    for _ in $(seq 1 100); do
+        [ -s "$T/hport" ] && return 0
+        sleep 0.05
+    done
+    fail "hub did not start"
+}
+start_hub
 
 # gwcmd I NAME [FAKETIME] ARGS...: sitesync-gw of NAME inside namespace I.
 gwcmd() {
@@ -139,11 +176,11 @@ gwcmd() {
     if [ -n "$ft" ]; then
         ip netns exec "$(nsg "$i")" env LD_PRELOAD="$FAKETIME_LIB" FAKETIME="$ft" \
             "$GW" --log-level warn --journal "$T/j/$n" --ca "$T/ca/ca.crt" --cert "$T/$n.crt" \
-            --key "$T/$n.key" --server "10.213.$i.1:7443" --server-name central "$@"
+            --key "$T/$n.key" --server "10.213.$i.1:7443" --server-name "$(upname "$i")" "$@"
     else
         ip netns exec "$(nsg "$i")" "$GW" --log-level warn --journal "$T/j/$n" \
             --ca "$T/ca/ca.crt" --cert "$T/$n.crt" --key "$T/$n.key" \
-            --server "10.213.$i.1:7443" --server-name central "$@"
+            --server "10.213.$i.1:7443" --server-name "$(upname "$i")" "$@"
     fi
 }
 committed() {
@@ -173,7 +210,7 @@ log "recorded $((BACKLOG * NG)) changes offline"
 for i in $(seq 1 "$NG"); do
     ip netns exec "$(nsg "$i")" "$GW" --log-level info --journal "$T/j/gw$i" \
         --ca "$T/ca/ca.crt" --cert "$T/gw$i.crt" --key "$T/gw$i.key" \
-        --server "10.213.$i.1:7443" --server-name central --sync-interval-ms 100 \
+        --server "10.213.$i.1:7443" --server-name "$(upname "$i")" --sync-interval-ms 100 \
         --backoff-min-ms 100 --backoff-max-ms 1500 --io-timeout-ms 3000 \
         --handshake-timeout-ms 3000 --ping-interval-ms 1000 run 2>"$T/gw$i.log" &
     GWPID[i]=$!
@@ -209,12 +246,13 @@ heal_all() {
             ip netns exec "$ns" nft delete table inet "$t"
         done
     done
-    kill -CONT "$DPID" "${GWPID[@]}" 2>/dev/null
+    kill -CONT "$DPID" "$HPID" "${GWPID[@]}" 2>/dev/null
 }
-# The first six steps are a seeded permutation of the six kinds of fault, so
-# every run has each at least once; later steps pick at random.
-KINDS=(0 1 2 3 4 5)
-for a in 5 4 3 2 1; do
+# The first ten steps are a seeded permutation of the ten kinds of fault, so
+# every run with at least 10 steps has each once; later steps pick at random.
+NKINDS=10
+KINDS=(0 1 2 3 4 5 6 7 8 9)
+for a in 9 8 7 6 5 4 3 2 1; do
     b=$((RANDOM % (a + 1)))
     x=${KINDS[$a]}
     KINDS[a]=${KINDS[$b]}
@@ -225,16 +263,19 @@ for s in $(seq 1 "$STEPS"); do
     i=$((RANDOM % NG + 1))
     d=$((RANDOM % 4 + 1))
     p=$((RANDOM % 31 + 10))
-    kind=$((RANDOM % 6))
-    [ "$s" -le 6 ] && kind=${KINDS[$((s - 1))]}
+    kind=$((RANDOM % NKINDS))
+    [ "$s" -le "$NKINDS" ] && kind=${KINDS[$((s - 1))]}
+    up=daemon
+    via_hub "$i" && up=hub
     case $kind in
     0)
         f="partition gw$i (drop in its namespace) ${d}s"
         nft_table "$(nsg "$i")" chaos_part 'iifname != "lo" drop' 'oifname != "lo" drop'
         ;;
     1)
-        f="partition gw$i (drop on the daemon's side) ${d}s"
-        nft_table "$NSD" "chaos_part$i" "iifname \"c${TAG}d$i\" drop" "oifname \"c${TAG}d$i\" drop"
+        f="partition gw$i (drop on the $up's side) ${d}s"
+        nft_table "$(upns "$i")" "chaos_part$i" "iifname \"c${TAG}u$i\" drop" \
+            "oifname \"c${TAG}u$i\" drop"
         ;;
     2)
         f="drop $p% of gw$i's packets ${d}s"
@@ -254,10 +295,29 @@ for s in $(seq 1 "$STEPS"); do
         f="SIGSTOP gw$i (run) ${d}s"
         kill -STOP "${GWPID[$i]}"
         ;;
+    6)
+        f="SIGSTOP hub ${d}s"
+        kill -STOP "$HPID"
+        ;;
+    7)
+        f="partition hub from daemon (drop on the hub's uplink) ${d}s"
+        nft_table "$NSH" chaos_uplink "iifname \"c${TAG}h9\" drop" "oifname \"c${TAG}h9\" drop"
+        ;;
+    8)
+        f="kill -9 hub, restart after ${d}s"
+        kill -9 "$HPID"
+        wait "$HPID" 2>/dev/null
+        ;;
+    9)
+        f="drop $p% of the hub's packets ${d}s"
+        nft_table "$NSH" chaos_drop "iifname != \"lo\" numgen random mod 100 < $p drop" \
+            "oifname != \"lo\" numgen random mod 100 < $p drop"
+        ;;
     esac
     log "fault $s: $f (committed $(committed) of $(total_refs))"
     FAULTS="$FAULTS; $f"
     sleep "$d"
+    [ "$kind" = 8 ] && start_hub
     heal_all
     sleep "0.$((RANDOM % 5))"
 done
@@ -276,8 +336,15 @@ for i in $(seq 1 "$NG"); do
     grep -q "^refused changes: *0\$" "$T/gw$i.journal" || fail "gw$i: $(cat "$T/gw$i.journal")"
 done
 PIDS=()
+kill -TERM "$HPID"
+wait "$HPID" || fail "hub exit $? after SIGTERM: $(tail -n 3 "$T/hub.log")"
+HPID=
+ip netns exec "$NSH" "$GW" --journal "$T/j/hub1" --ca "$T/ca/ca.crt" --cert "$T/hub1.crt" \
+    --key "$T/hub1.key" journal >"$T/hub.journal" 2>/dev/null || fail "hub journal"
+grep -q "^pending: *0 change" "$T/hub.journal" || fail "hub: $(cat "$T/hub.journal")"
 retries=$(cat "$T"/gw*.log | grep -c "event=sync_retry")
-log "phase 1 ok: $retries sync retries by the gateways"
+via=$(sqlite3 "$T/db.sqlite" "SELECT count(*) FROM audit WHERE path = 'via hub1'")
+log "phase 1 ok: $retries sync retries by the gateways, $via changes arrived via the hub"
 
 # ---- phase 2: skewed clocks (namespace 5), daemon tolerance 300 s.
 K=$((NG + 1))
