@@ -61,7 +61,13 @@ case "$SEED$STEPS$BACKLOG" in
 esac
 RANDOM=$SEED
 NG=4 # gateways under network faults; the skew gateways share namespace 5
-TAG=$(printf '%04x' $(($$ % 65536)))
+# Names carry this shell's pid, so namespaces left by a run that was killed
+# outright (SIGKILL: no trap) are recognised and removed by the next run.
+TAG=$$
+for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^ssc[0-9]+-/ {print $1}'); do
+    pid=${ns#ssc}
+    kill -0 "${pid%%-*}" 2>/dev/null || ip netns del "$ns" 2>/dev/null
+done
 NSD=ssc$TAG-d
 NSH=ssc$TAG-h
 nsg() { echo "ssc$TAG-g$1"; }
