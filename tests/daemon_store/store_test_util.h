@@ -127,8 +127,10 @@ typedef struct envb {
 
 static inline void envb_init(envb *e, const char *origin, uint64_t first)
 {
+    size_t olen = strlen(origin);
     memset(e, 0, sizeof *e);
-    snprintf(e->origin, sizeof e->origin, "%s", origin);
+    ASSERT(olen < sizeof e->origin);
+    memcpy(e->origin, origin, olen + 1);
     e->first = first;
     e->cap = 1 << 16;
     e->body = malloc(e->cap);
