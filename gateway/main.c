@@ -806,7 +806,7 @@ static int cmd_journal(prog *p)
         snprintf(hl, sizeof(hl), "-");
     printf("journal:            %s\n", p->cfg.journal);
     printf("pending:            %" PRIu64 "\n", st.pending);
-    printf("committed seq:      %" PRIu64 "  (acknowledged by the daemon)\n", st.acked);
+    printf("committed seq:      %" PRIu64 "  (acknowledged upstream: daemon or hub)\n", st.acked);
     printf("next seq:           %" PRIu64 "\n", st.next_seq);
     printf("capacity used:      %" PRIu64 " of %" PRIu64 " bytes (%.1f%%) in %u segment(s)\n",
            st.used_bytes, st.capacity,

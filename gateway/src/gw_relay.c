@@ -1343,9 +1343,18 @@ int gw_relay_run(gw_relay *r, volatile sig_atomic_t *stop, volatile sig_atomic_t
             (void)queue_msg(r, &r->conns[i].nb, &bye);
             r->conns[i].close_after_flush = 1;
         }
-    if (r->up.state == UP_ACTIVE)
-        (void)queue_msg(r, &r->up.nb, &bye);
+    int said_bye = r->up.state == UP_ACTIVE && queue_msg(r, &r->up.nb, &bye) == 0;
     flush_all(r);
+    /* The upstream answers BYE by closing: wait for that (briefly), so it
+     * does not write into a socket we already closed. */
+    for (int i = 0; said_bye && i < 50 && r->up.nb.sock && !r->up.nb.eof; i++) {
+        fws_pollfd pf = { r->up.nb.sock, FWS_POLL_IN, 0 };
+        if (fws_poll(r->shim, &pf, 1, 20) <= 0)
+            continue;
+        int n = gw_nb_read(&r->up.nb, r->rx, sizeof(r->rx));
+        if (n < 0)
+            break;
+    }
     if (r->hj.dirty && gw_hubj_checkpoint(&r->hj) < 0 && rc == 0)
         rc = SS_EIO;
     fws_log(r->shim, FWS_LOG_INFO, "event=relay_stop err=%s", ss_err_name(rc));
