@@ -556,6 +556,9 @@ int gw_hubj_sync(gw_hubj *h)
         return h->broken;
     if (!h->unsynced || !h->cur)
         return 0;
+#ifdef SS_PLANT_BUG_HUB_ACK_BEFORE_DURABLE /* PLANTED BUG, tests/sim test builds only */
+    return 0;
+#endif
     int rc = fws_sync(h->shim, h->cur);
     if (rc < 0) {
         /* What reached storage is unknown: nothing more may be acknowledged

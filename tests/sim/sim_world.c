@@ -851,10 +851,12 @@ int sim_world_check_final(sim_world *w)
         if (sim_server_committed(w->srv, x->id.node, &committed[g]) < 0)
             return failf(w, "committed lookup failed");
         if (js.pending != 0 || js.acked != committed[g] || js.next_seq != committed[g] + 1)
-            return failf(w,
-                         "gw-%d did not converge: acked %" PRIu64 " next %" PRIu64
-                         " pending %" PRIu64 ", daemon committed %" PRIu64,
-                         g, js.acked, js.next_seq, js.pending, committed[g]);
+            return failf(
+                w,
+                "gw-%d did not converge: acked %" PRIu64 " next %" PRIu64 " pending %" PRIu64
+                ", daemon committed %" PRIu64 "%s",
+                g, js.acked, js.next_seq, js.pending, committed[g],
+                js.acked > committed[g] ? " (acknowledged changes never reached the daemon)" : "");
         fs[g] = calloc(committed[g] + 1, sizeof(first_seen));
         if (!fs[g]) {
             ret = failf(w, "out of memory");
