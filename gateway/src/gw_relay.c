@@ -31,7 +31,7 @@
 #define CRL_STORE    "crl.der"
 #define SOFTWARE     "sitesync-gw 0.1.0 relay"
 
-enum { ST_FREE = 0, ST_HS, ST_HELLO, ST_ACTIVE };
+enum { ST_FREE = 0, ST_HS, ST_HELLO, ST_WAITUP, ST_ACTIVE };
 enum { UP_DOWN = 0, UP_HS, UP_WELCOME, UP_ACTIVE };
 
 static const int suites[] = { MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -45,6 +45,7 @@ typedef struct dconn {
     ss_ident id;
     ss_fdec dec;
     int64_t t0, last_rx;
+    int64_t wait_until; /* ST_WAITUP: answer HELLO by then at the latest */
     int close_after_flush;
     uint32_t touched[MAX_TOUCH];
     int ntouched;
@@ -81,13 +82,15 @@ struct gw_relay {
     dconn *conns;
     upconn up;
     uint64_t *cursor, *gap_resume;
-    uint8_t *blocked;
+    uint8_t *blocked;  /* stopped for this upstream session */
+    uint8_t *poisoned; /* stopped until restart (tamper) */
     uint32_t rr;
     uint8_t *buf;
     size_t buf_cap;
     uint8_t rx[RX_CHUNK];
     ss_hlc clk;
     uint64_t ping_nonce;
+    int rehello; /* an origin new to this hub: learn its committed upstream */
     int64_t last_ckpt;
     fws_pollfd *pfd;
     int fatal;
@@ -392,6 +395,30 @@ static void touch(dconn *c, uint32_t o)
         c->touched[c->ntouched++] = o;
 }
 
+static void send_welcome(gw_relay *r, dconn *c, ss_oseq *cs, int n)
+{
+    ss_msg w;
+    memset(&w, 0, sizeof(w));
+    w.type = SS_FRAME_WELCOME;
+    w.u.welcome.proto = SS_PROTO_VERSION;
+    memcpy(w.u.welcome.node, r->ident.node, sizeof(w.u.welcome.node));
+    ss_hlc_t now = 0;
+    (void)ss_hlc_now(&r->clk, (uint64_t)fws_wall_ms(r->shim), &now);
+    w.u.welcome.time = now;
+    w.u.welcome.max_frame = r->cfg.max_frame + 1024;
+    w.u.welcome.window = r->cfg.window;
+    w.u.welcome.ncommitted = n;
+    w.u.welcome.committed = cs;
+    if (queue_msg(r, &c->nb, &w) < 0) {
+        refuse_peer(r, c, SS_ELIMIT, "WELCOME does not fit the output buffer");
+        return;
+    }
+    c->state = ST_ACTIVE;
+    c->last_rx = fws_mono_ms(r->shim);
+    if (c->id.role == SS_ROLE_RELAY)
+        send_crl_down(r, c);
+}
+
 static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
 {
     ss_msg m;
@@ -411,6 +438,23 @@ static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
         return;
     }
     int n = 1 + (c->id.role == SS_ROLE_RELAY ? m.u.hello.norigins : 0);
+    if (c->id.role == SS_ROLE_GATEWAY && gw_hubj_origin(&r->hj, c->id.node, 0) < 0 &&
+        r->up.state != UP_DOWN && gw_hubj_origin(&r->hj, c->id.node, 1) >= 0) {
+        /* A gateway this hub has never carried: WELCOME must not tell it 0
+         * when the daemon holds its numbers (a gateway that lost its
+         * storage would reuse them). Learn them first: the upstream session
+         * starts again with this origin in its HELLO; the gateway waits a
+         * little. */
+        ss_msg_free(&m);
+        c->state = ST_WAITUP;
+        uint32_t w =
+            r->cfg.handshake_timeout_ms / 2 < 3000 ? r->cfg.handshake_timeout_ms / 2 : 3000;
+        c->wait_until = fws_mono_ms(r->shim) + w;
+        r->rehello = 1;
+        fws_log(r->shim, FWS_LOG_INFO, "event=new_origin origin=%s action=ask_upstream",
+                c->id.node);
+        return;
+    }
     ss_oseq *cs = ss_malloc(sizeof(ss_oseq) * (size_t)n);
     if (!cs) {
         ss_msg_free(&m);
@@ -425,27 +469,19 @@ static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
         cs[i].seq = o >= 0 ? gw_hubj_have(&r->hj, (uint32_t)o) : 0;
     }
     ss_msg_free(&m);
-    ss_msg w;
-    memset(&w, 0, sizeof(w));
-    w.type = SS_FRAME_WELCOME;
-    w.u.welcome.proto = SS_PROTO_VERSION;
-    memcpy(w.u.welcome.node, r->ident.node, sizeof(w.u.welcome.node));
-    ss_hlc_t now = 0;
-    (void)ss_hlc_now(&r->clk, (uint64_t)fws_wall_ms(r->shim), &now);
-    w.u.welcome.time = now;
-    w.u.welcome.max_frame = r->cfg.max_frame + 1024;
-    w.u.welcome.window = r->cfg.window;
-    w.u.welcome.ncommitted = n;
-    w.u.welcome.committed = cs;
-    int rc = queue_msg(r, &c->nb, &w);
+    send_welcome(r, c, cs, n);
     ss_free(cs);
-    if (rc < 0) {
-        refuse_peer(r, c, SS_ELIMIT, "WELCOME does not fit the output buffer");
-        return;
-    }
-    c->state = ST_ACTIVE;
-    if (c->id.role == SS_ROLE_RELAY)
-        send_crl_down(r, c);
+}
+
+/* WELCOME for a gateway whose answer waited for the upstream. */
+static void welcome_waiting(gw_relay *r, dconn *c)
+{
+    ss_oseq cs;
+    memset(&cs, 0, sizeof(cs));
+    memcpy(cs.origin, c->id.node, strlen(c->id.node) + 1);
+    int o = gw_hubj_origin(&r->hj, c->id.node, 0);
+    cs.seq = o >= 0 ? gw_hubj_have(&r->hj, (uint32_t)o) : 0;
+    send_welcome(r, c, &cs, 1);
 }
 
 static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
@@ -527,6 +563,10 @@ static void on_frame(gw_relay *r, dconn *c, const ss_frame *f)
         on_hello(r, c, f);
         return;
     }
+    if (c->state == ST_WAITUP) {
+        refuse_peer(r, c, SS_EPROTO, "frame before WELCOME");
+        return;
+    }
     if (f->type == SS_FRAME_BATCH) {
         on_batch(r, c, f);
         return;
@@ -606,6 +646,13 @@ static void dconn_step(gw_relay *r, dconn *c, int readable)
         !c->close_after_flush) {
         dconn_close(r, c, "hello_timeout");
         return;
+    }
+    if (c->state == ST_WAITUP && now >= c->wait_until) {
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=welcome_without_upstream origin=%s reason=\"upstream did not answer in "
+                "time\"",
+                c->id.node);
+        welcome_waiting(r, c);
     }
     if ((readable || c->state >= ST_HELLO) && !c->close_after_flush)
         dconn_read(r, c);
@@ -698,6 +745,7 @@ static int up_hello(gw_relay *r)
         }
     m.u.hello.norigins = k;
     m.u.hello.origins = os;
+    r->rehello = 0;
     int rc = queue_msg(r, &r->up.nb, &m);
     ss_free(os);
     return rc;
@@ -740,6 +788,11 @@ static void on_welcome(gw_relay *r, const ss_welcome *w)
     u->state = UP_ACTIVE;
     fws_log(r->shim, FWS_LOG_INFO, "event=upstream_welcome node=%s window=%u origins=%d", w->node,
             u->window, w->ncommitted);
+    /* Gateways waiting for this answer get their WELCOME now, unless an
+     * origin arrived after our HELLO went out (another round then). */
+    for (uint32_t i = 0; !r->rehello && i < r->cfg.max_conns; i++)
+        if (r->conns[i].state == ST_WAITUP)
+            welcome_waiting(r, &r->conns[i]);
 }
 
 static void on_up_ack(gw_relay *r, const ss_ack *a)
@@ -798,7 +851,18 @@ static void on_up_error(gw_relay *r, const ss_error *e)
     }
     /* An envelope refused as a whole (bad signature, certificate, tamper):
      * recorded, never retried by us; the upstream's view of the origin
-     * shows the hole. */
+     * shows the hole. After `tamper` the upstream holds other bytes under
+     * these numbers and closes the session: resending would only repeat
+     * that at every reconnect and hold up the other origins, so this
+     * origin stays stopped until the hub restarts. */
+    if (e->code == SS_ETAMPER && !r->poisoned[o]) {
+        r->poisoned[o] = 1;
+        fws_log(r->shim, FWS_LOG_ERROR,
+                "event=origin_blocked origin=%s seq=%" PRIu64
+                " reason=\"upstream holds other bytes under these numbers (tamper); stopped "
+                "until restart\"",
+                e->origin, e->seq);
+    }
     fws_log(r->shim, FWS_LOG_ERROR,
             "event=upstream_refused origin=%s seq=%" PRIu64 " code=%s reason=\"%s\"", e->origin,
             e->seq, ss_err_name(e->code), e->message);
@@ -926,7 +990,7 @@ static void forward(gw_relay *r, int stopping)
         int progress = 0;
         for (uint32_t k = 0; k < no && u->nin < u->window; k++) {
             uint32_t o = (r->rr + k) % no;
-            if (r->blocked[o])
+            if (r->blocked[o] || r->poisoned[o])
                 continue;
             uint32_t x = next_rec(r, o);
             if (x == GW_HUB_NO_REC)
@@ -1011,6 +1075,25 @@ static void up_step(gw_relay *r, int stopping)
     }
     if (u->state != UP_ACTIVE)
         return;
+    if (r->rehello && !stopping) {
+        /* Start the session again at once (no backoff) so the new origin's
+         * committed sequence comes back in WELCOME; envelopes in flight are
+         * resent after it if they were not committed. */
+        ss_msg bye;
+        memset(&bye, 0, sizeof(bye));
+        bye.type = SS_FRAME_BYE;
+        snprintf(bye.u.bye.reason, sizeof(bye.u.bye.reason), "new origin");
+        (void)queue_msg(r, &u->nb, &bye);
+        (void)gw_nb_flush(&u->nb);
+        fws_log(r->shim, FWS_LOG_INFO, "event=upstream_rehello in_flight=%u", u->nin);
+        gw_nb_close(&u->nb);
+        ss_fdec_free(&u->dec);
+        u->state = UP_DOWN;
+        u->nin = 0;
+        u->next_try = now;
+        up_connect(r);
+        return;
+    }
     forward(r, stopping);
     if (now - u->last_rx > (int64_t)r->cfg.io_timeout_ms) {
         up_fail(r, SS_ETIMEDOUT, "upstream silent");
@@ -1142,19 +1225,21 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
         r->cursor = ss_malloc(sizeof(uint64_t) * mo);
         r->gap_resume = ss_malloc(sizeof(uint64_t) * mo);
         r->blocked = ss_malloc(mo);
+        r->poisoned = ss_malloc(mo);
         r->up.in_o = ss_malloc(sizeof(uint32_t) * 1024);
         r->up.in_last = ss_malloc(sizeof(uint64_t) * 1024);
         r->buf_cap = (size_t)cfg->hub.max_envelope + 65536;
         r->buf = ss_malloc(r->buf_cap);
         r->pfd = ss_malloc(sizeof(fws_pollfd) * (cfg->max_conns + 2));
         if (!r->conns || !r->cursor || !r->gap_resume || !r->blocked || !r->up.in_o ||
-            !r->up.in_last || !r->buf || !r->pfd)
+            !r->up.in_last || !r->buf || !r->pfd || !r->poisoned)
             rc = SS_ENOMEM;
         else {
             memset(r->conns, 0, sizeof(dconn) * cfg->max_conns);
             memset(r->cursor, 0, sizeof(uint64_t) * mo);
             memset(r->gap_resume, 0, sizeof(uint64_t) * mo);
             memset(r->blocked, 0, mo);
+            memset(r->poisoned, 0, mo);
         }
     }
     if (rc == 0)
@@ -1205,6 +1290,7 @@ void gw_relay_destroy(gw_relay *r)
     ss_free(r->cursor);
     ss_free(r->gap_resume);
     ss_free(r->blocked);
+    ss_free(r->poisoned);
     ss_free(r->up.in_o);
     ss_free(r->up.in_last);
     ss_free(r->buf);

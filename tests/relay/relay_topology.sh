@@ -12,6 +12,7 @@ issue gateway gw-a1 site-a
 issue gateway gw-a2 site-a
 issue gateway gw-b1 site-b
 issue gateway gw-c1 site-c
+issue gateway gw-d1 site-a
 
 step "daemon and hub"
 start_daemon
@@ -50,6 +51,24 @@ rc=$?
 [ $rc -eq 3 ] || fail "gw-c1 sync through hub-a: exit $rc, want 3"
 grep -q "event=downstream_refused.*node=gw-c1 code=forbidden_site" "$T/hub-hub-a.log" ||
     fail "hub did not log the forbidden_site refusal"
+
+step "first contact through the hub of a gateway that lost its storage"
+for i in 1 2 3 4 5; do
+    gw gw-d1 "$DPORT" incident --category fire --severity 1 --title "d1-direct-$i" >/dev/null ||
+        fail "d1 incident"
+done
+gw gw-d1 "$DPORT" sync >/dev/null 2>&1 || fail "d1 direct sync"
+rm -rf "$T/j-gw-d1"
+for i in 1 2 3; do
+    gw gw-d1 "$H" incident --category fire --severity 1 --title "d1-after-loss-$i" >/dev/null ||
+        fail "d1 incident after loss"
+done
+gw gw-d1 "$H" sync >"$T/out" 2>&1 || fail "d1 sync through the hub: $(cat "$T/out")"
+grep -q "renumbered 3" "$T/out" || fail "d1 was not renumbered: $(cat "$T/out")"
+grep -q "event=new_origin origin=gw-d1 action=ask_upstream" "$T/hub-hub-a.log" ||
+    fail "hub did not ask upstream about gw-d1"
+wait_applied gw-d1 8 30 || fail "gw-d1 data lost"
+exactly_once gw-d1 8
 
 step "journal in relay mode"
 for _ in $(seq 1 50); do
