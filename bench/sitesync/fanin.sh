@@ -4,7 +4,7 @@
 # gateway identity minted from the run's CA; not one sitesync-gw process
 # per gateway, which two cores could not start a thousand of at once).
 #
-# Fan-in: G gateways (1,000; --quick 500) connect and get WELCOME, so all
+# Fan-in: G gateways (1,000; --quick 300) connect and get WELCOME, so all
 # sessions are open at once; then each sends one signed envelope of 100
 # records. Drain time and per-gateway sync time run from that release to the
 # last ACK (durable). Every record is checked committed with sitesync-admin.
@@ -29,7 +29,7 @@ GATEWAYS=1000 IDLE=5000 RECORDS=100
 set -- "${HALF_ARGS[@]+"${HALF_ARGS[@]}"}"
 while [ $# -gt 0 ]; do
     case $1 in
-    --quick) GATEWAYS=500 IDLE=1000; shift ;;
+    --quick) GATEWAYS=300 IDLE=1000; shift ;;
     --gateways) GATEWAYS=${2:?}; shift 2 ;;
     --idle) IDLE=${2:?}; shift 2 ;;
     *) bench_die "fanin.sh: unknown option $1" ;;
