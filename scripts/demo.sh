@@ -47,22 +47,38 @@ mkdir -p "$RUN"
 start=$(date +%s)
 
 admin() { "$ADMIN_BIN" --db "$RUN/central.db" "$@"; }
-# gw NAME ARGS...: runs the gateway NAME with its own journal and certificate.
+# gw NAME ARGS...: runs the gateway NAME with its own journal and
+# certificate; every site gateway reports to the regional hub.
 gw() {
     local name=$1
     shift
-    "$GW_BIN" --server "127.0.0.1:$PORT" --ca "$RUN/pki/ca.crt" --cert "$RUN/certs/$name.crt" \
+    "$GW_BIN" --server "127.0.0.1:$HUB_PORT" --ca "$RUN/pki/ca.crt" --cert "$RUN/certs/$name.crt" \
         --key "$RUN/certs/$name.key" --journal "$RUN/gw/$name" --server-name localhost \
         --log-level warn "$@"
 }
+# wait_file FILE WHAT: waits up to 10 s for a port file.
+wait_file() {
+    for _ in $(seq 1 100); do
+        [ -s "$1" ] && return 0
+        sleep 0.1
+    done
+    echo "demo: $2 did not start; its log:" >&2
+    cat "$3" >&2
+    exit 1
+}
+# A free loopback port for the daemon, chosen now because the hub must know
+# where the centre will be before the centre is up.
+DAEMON_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-bold "sitesync demo: a national centre, three sites, one link that comes and goes"
+bold "sitesync demo: a national centre, a regional hub, three sites, an uplink that comes and goes"
 
 step "1. A private certificate authority gives every node its identity"
 run "$PKI_BIN" init --dir "$RUN/pki" --name "Demo Grid Security CA" >/dev/null
 mkdir -p "$RUN/certs"
 issue() { "$PKI_BIN" issue --dir "$RUN/pki" --out "$RUN/certs/$1" --node "$1" "${@:2}" >/dev/null; }
 issue central --role daemon --dns localhost --ip 127.0.0.1
+issue hub-north --role relay --site hydro-north --site substation-7 --site mine-3 \
+    --dns localhost --ip 127.0.0.1
 issue gw-hydro-a --role gateway --site hydro-north
 issue gw-hydro-b --role gateway --site hydro-north
 issue gw-subst --role gateway --site substation-7
@@ -70,12 +86,23 @@ issue gw-subst --role gateway --site substation-7
 # corrected below, which is how the demo shows the centre refusing a write
 # for a site a gateway may no longer report for.
 issue gw-mine --role gateway --site mine-3 --site hydro-north
-note "issued: central (daemon), gw-hydro-a and gw-hydro-b (site hydro-north),"
+note "issued: central (daemon), hub-north (relay for the three sites),"
+note "        gw-hydro-a and gw-hydro-b (site hydro-north),"
 note "        gw-subst (substation-7), gw-mine (mine-3, and hydro-north by mistake)"
 run "$PKI_BIN" show "$RUN/certs/gw-subst.crt"
 
-step "2. The uplink is down: the sites keep reporting, every report durable on the gateway"
-PORT=1 # nothing listens there yet: syncs would fail, so none is attempted
+step "2. The regional hub comes up; its uplink to the centre is down"
+"$GW_BIN" --server "127.0.0.1:$DAEMON_PORT" --server-name localhost --listen 127.0.0.1:0 \
+    --port-file "$RUN/hub.port" --ca "$RUN/pki/ca.crt" --crl "$RUN/pki/crl.pem" \
+    --cert "$RUN/certs/hub-north.crt" --key "$RUN/certs/hub-north.key" --journal "$RUN/hub" \
+    --backoff-min-ms 200 --backoff-max-ms 1000 --log-level warn relay 2>"$RUN/hub.log" &
+PIDS+=($!)
+echo "$!" >>"$RUN/pids"
+wait_file "$RUN/hub.port" "the hub" "$RUN/hub.log"
+HUB_PORT=$(cat "$RUN/hub.port")
+note "hub-north listening on 127.0.0.1:$HUB_PORT; the centre (127.0.0.1:$DAEMON_PORT) is not running"
+
+step "3. The sites report; each report is durable on its gateway, then on the hub"
 key=$(gw gw-hydro-a incident --category intrusion --severity 4 \
     --title "Fence cut at the north gate" --location "north perimeter" --status open \
     --description "Patrol found a 2 m cut in the fence; no one seen.")
@@ -89,17 +116,22 @@ gw gw-mine incident --category theft --severity 2 --title "Copper cable missing 
 # Written while the mine still held its mistaken certificate.
 gw gw-mine --site hydro-north status --set alert_level=normal --set note="all clear (wrong site)"
 run gw gw-hydro-a journal
-
-step "3. The CA corrects the mine's certificate: mine-3 only"
+note "the gateways hand their journals to the hub (acknowledged once durable there):"
+run gw gw-hydro-a sync
+gw gw-subst sync
+step "4. The CA corrects the mine's certificate: mine-3 only"
 run "$PKI_BIN" revoke --dir "$RUN/pki" --node gw-mine --reason superseded >/dev/null
 "$PKI_BIN" issue --dir "$RUN/pki" --out "$RUN/certs/gw-mine" --node gw-mine --role gateway \
     --site mine-3 --force >/dev/null
-note "old gw-mine certificate revoked (crl.pem updated); new one names mine-3 only"
+kill -HUP "${PIDS[0]}" # the hub re-reads crl.pem
+note "old gw-mine certificate revoked (crl.pem updated, hub reloaded it); new one names mine-3 only"
+gw gw-mine sync
+run "$GW_BIN" --journal "$RUN/hub" --log-level warn journal
 
-step "4. The centre comes up: sitesyncd on SQLite, mutual TLS on 127.0.0.1"
+step "5. The uplink is back: sitesyncd on SQLite, mutual TLS on 127.0.0.1"
 cat >"$RUN/sitesyncd.json" <<JSON
 {
-  "listen": "127.0.0.1:0",
+  "listen": "127.0.0.1:$DAEMON_PORT",
   "port_file": "$RUN/sitesyncd.port",
   "db": "$RUN/central.db",
   "ca": "$RUN/pki/ca.crt",
@@ -112,34 +144,34 @@ JSON
 "$D_BIN" --config "$RUN/sitesyncd.json" 2>"$RUN/sitesyncd.log" &
 PIDS+=($!)
 echo "$!" >>"$RUN/pids"
+wait_file "$RUN/sitesyncd.port" sitesyncd "$RUN/sitesyncd.log"
+note "sitesyncd listening on 127.0.0.1:$DAEMON_PORT (log: $RUN/sitesyncd.log)"
+
+step "6. The hub forwards everything it holds, byte for byte, signed by each site"
+# Seven changes from three sites; wait until the centre has audited them all.
 for _ in $(seq 1 100); do
-    [ -s "$RUN/sitesyncd.port" ] && break
-    sleep 0.1
+    n=$(admin --json audit --limit 100 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
+    [ "$n" -ge 7 ] && break
+    sleep 0.2
 done
-[ -s "$RUN/sitesyncd.port" ] || { echo "demo: sitesyncd did not start:" >&2; cat "$RUN/sitesyncd.log" >&2; exit 1; }
-PORT=$(cat "$RUN/sitesyncd.port")
-note "sitesyncd listening on 127.0.0.1:$PORT (log: $RUN/sitesyncd.log)"
+note "the centre has audited $n changes; the hub's journal is drained:"
+run "$GW_BIN" --journal "$RUN/hub" --log-level warn journal
 
-step "5. The link is back: every gateway replicates its journal"
-run gw gw-hydro-a sync
-run gw gw-subst sync
-set +e
-gw gw-mine sync
-rc=$?
-set -e
-note "gw-mine sync exit code $rc (4 = the centre refused some changes)"
-run gw gw-mine journal
-
-step "6. Two gateways of one site race on the same field: the later write wins"
+step "7. Two gateways of one site race on the same field: the later write wins"
 gw gw-hydro-a status --set alert_level=high
 sleep 0.05
 gw gw-hydro-b status --set alert_level=critical
 note "gw-hydro-a set alert_level=high, then gw-hydro-b set critical; b syncs first:"
 run gw gw-hydro-b sync
 run gw gw-hydro-a sync
+for _ in $(seq 1 100); do
+    n=$(admin --json audit --limit 100 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    [ "$n" -ge 9 ] && break
+    sleep 0.2
+done
 note "whatever the arrival order, the later stamp (critical) holds; 'high' is in the loser ledger"
 
-step "7. What the centre now knows"
+step "8. What the centre now knows (every change audited with its path: via hub-north)"
 run admin sites
 run admin incidents
 run admin audit --limit 12
@@ -159,5 +191,6 @@ Keep the central daemon running and query it yourself:
   $ADMIN_BIN --db $RUN/central.db audit --outcome applied --limit 20
   $ADMIN_BIN --db $RUN/central.db audit verify
 Gateways: $GW_BIN --help   (journals in $RUN/gw/, certificates in $RUN/certs/)
-Docs: docs/operations.md, docs/admin.md, docs/gateway.md, docs/pki.md
+The hub: $GW_BIN --config <file> relay   (journal in $RUN/hub; docs/relay.md)
+Docs: docs/operations.md, docs/admin.md, docs/gateway.md, docs/relay.md, docs/pki.md
 EOF
