@@ -30,7 +30,7 @@ static const char usage_text[] =
     "                                     merged incidents, newest first\n"
     "  audit [--origin O] [--key K] [--outcome O] [--since TIME] [--limit N] [--csv]\n"
     "                                     the audit trail (newest N, oldest first; --outcome\n"
-    "                                     rejected: matches every refusal)\n"
+    "                                     rejected matches every refusal)\n"
     "  audit verify [--head HASH:ID]      recompute the hash chain; exit 1 if broken\n"
     "  audit head                         print the current chain head to save elsewhere\n"
     "  peers                              peers and origins: last seen, committed seq, errors\n"

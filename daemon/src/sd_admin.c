@@ -364,13 +364,15 @@ int sd_admin_audit(sd_store *s, const sd_admin_filter *f, sd_table *t)
     if (!s || !f || !t)
         return SS_EINVAL;
     /* The newest `limit` entries that match, shown oldest first. An outcome
-     * ending in ':' ("rejected:") matches every reason. */
+     * ending in ':' ("rejected:"), or plain "rejected", matches every
+     * reason. */
     return run_query(s, &def,
                      "SELECT * FROM (SELECT id, at_ms, peer, fingerprint, serial, path, origin,"
                      " seq, collection, key, site, op, fields, hlc, outcome, detail FROM audit"
                      " WHERE (?1 IS NULL OR origin = ?1) AND (?2 IS NULL OR key = ?2)"
                      " AND (?3 IS NULL OR outcome = ?3 OR (substr(?3, -1) = ':'"
-                     " AND substr(outcome, 1, length(?3)) = ?3))"
+                     " AND substr(outcome, 1, length(?3)) = ?3)"
+                     " OR (?3 = 'rejected' AND substr(outcome, 1, 9) = 'rejected:'))"
                      " AND (?4 = 0 OR at_ms >= ?4) ORDER BY id DESC LIMIT ?5) ORDER BY id",
                      bind_audit, f, t);
 }

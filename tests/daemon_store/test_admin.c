@@ -129,6 +129,14 @@ TEST(queries_on_readonly_handle)
     ASSERT_STR_EQ(cell(&t, 0, "outcome"), "rejected:forbidden_site");
     ASSERT_STR_EQ(cell(&t, 0, "site"), "mine-7");
     ASSERT_STR_EQ(cell(&t, 0, "peer"), "gw-hydro");
+    /* Plain "rejected" matches every reason too; "rejected:gap" none here. */
+    f.outcome = "rejected";
+    ASSERT_EQ(sd_admin_audit(s, &f, &t), 0);
+    ASSERT_EQ(t.nrows, 1);
+    ASSERT_STR_EQ(cell(&t, 0, "outcome"), "rejected:forbidden_site");
+    f.outcome = "rejected:gap";
+    ASSERT_EQ(sd_admin_audit(s, &f, &t), 0);
+    ASSERT_EQ(t.nrows, 0);
     f.outcome = "superseded";
     ASSERT_EQ(sd_admin_audit(s, &f, &t), 0);
     ASSERT_EQ(t.nrows, 1);
