@@ -179,6 +179,25 @@ run admin conflicts
 run admin peers
 run admin audit verify
 
+# The story's facts, checked (CTest runs this script as quickstart_demo).
+admin --json sites | python3 -c '
+import json, sys
+sites = {s["site"]: s for s in json.load(sys.stdin)}
+assert set(sites) == {"hydro-north", "substation-7", "mine-3"}, sites.keys()
+assert sites["hydro-north"]["alert_level"] == "critical", "the later write must win"
+assert sites["mine-3"]["status"].get("personnel_on_site") == 42
+'
+admin --json audit --outcome rejected | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+assert [r["outcome"] for r in rows] == ["rejected:forbidden_site"], rows
+assert rows[0]["path"] == "via hub-north" and rows[0]["origin"] == "gw-mine", rows
+'
+admin --json incidents | python3 -c '
+import json, sys
+assert len(json.load(sys.stdin)) == 3
+'
+
 end=$(date +%s)
 stop_all
 bold "Done in $((end - start)) s. Everything above ran for real over mutual TLS on 127.0.0.1."
