@@ -10,6 +10,7 @@
 # usage: bench/handshake_peer.sh --bin DIR [--pki DIR] [-n N] [--tls 1.2|1.3]
 #   DIR holds tls_handshake; --pki names a directory with ca.crt,
 #   server.crt/.key and client.crt/.key (default: a throwaway one).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

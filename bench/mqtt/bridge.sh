@@ -11,6 +11,7 @@
 #                             [--payload BYTES] [--inflight N]
 #   DIR holds mqtt_pub and mqtt_sub (e.g. build-bench/bench).
 #   C publishers (separate connections) send M records each (default 1 x 100000).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
