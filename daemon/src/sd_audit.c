@@ -337,9 +337,17 @@ static int verify_rows(sd_store *s, const sd_audit_head *saved, sd_audit_report 
             rc = 0;
             goto out;
         }
+        /* Types first: sqlite3_column_bytes() on an integer converts it to
+         * text, after which sqlite3_column_type() is undefined (and the
+         * conversion costs time on every entry). */
+        int types[SD_AUDIT_NCOLS];
         size_t need = SD_HASH_LEN;
-        for (int c = 0; c < SD_AUDIT_NCOLS; c++)
-            need += 9 + (size_t)sqlite3_column_bytes(st, c);
+        for (int c = 0; c < SD_AUDIT_NCOLS; c++) {
+            types[c] = sqlite3_column_type(st, c);
+            need += 9;
+            if (types[c] == SQLITE_TEXT || types[c] == SQLITE_BLOB)
+                need += (size_t)sqlite3_column_bytes(st, c);
+        }
         w.p = sd__scratch(s, SD_SCR_AUDIT, need);
         if (!w.p) {
             rc = SS_ENOMEM;
@@ -348,7 +356,7 @@ static int verify_rows(sd_store *s, const sd_audit_head *saved, sd_audit_report 
         memcpy(w.p, prev, SD_HASH_LEN);
         w.len = SD_HASH_LEN;
         for (int c = 0; c < SD_AUDIT_NCOLS; c++) {
-            switch (sqlite3_column_type(st, c)) {
+            switch (types[c]) {
             case SQLITE_INTEGER:
                 ser_int(&w, sqlite3_column_int64(st, c));
                 break;
