@@ -201,6 +201,24 @@ run_trial() {
     local t_drained
     t_drained=$(now_ms)
     echo "trial $TRIAL: all $TOTAL committed after $((t_drained - t_start)) ms;$desc"
+    # The daemon may have died after committing a batch and before its ACK
+    # left: that gateway learns the committed sequence from its next WELCOME,
+    # after its backoff. Give every gateway the same bounded time to hear it
+    # before stopping them (the journal is read between sync passes).
+    local j_ok
+    for g in $(seq 1 "$NGW"); do
+        n=$(gname "$g")
+        j_ok=0
+        while [ "$(now_ms)" -lt "$deadline" ]; do
+            if gwcli "$n" "$TD/j/$n" --lock-timeout-ms 2000 journal 2>/dev/null |
+                grep -q "^pending: *0\$"; then
+                j_ok=1
+                break
+            fi
+            sleep 0.1
+        done
+        [ "$j_ok" -eq 1 ] || fail "$n still has pending changes $DRAIN_S s after the daemon committed all"
+    done
     local i=0 rc
     for g in $(seq 1 "$NGW"); do
         kill -TERM "${GPIDS[$i]}" 2>/dev/null
