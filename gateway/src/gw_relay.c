@@ -17,6 +17,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/md.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
 
 #include "gw/sync.h"
 #include "proto/alloc.h"
@@ -50,6 +51,18 @@ typedef struct dconn {
     uint32_t touched[MAX_TOUCH];
     int ntouched;
 } dconn;
+
+/* Verified origin certificates, by SHA-256 of their DER: the hub checks
+ * every envelope's origin signature before storing it, so a compromised
+ * lower hub cannot make this hub hold (and acknowledge as held) envelopes
+ * that are not the origin's. Emptied whenever the CRL changes. */
+#define CERT_CACHE 32
+typedef struct certent {
+    uint8_t hash[32];
+    mbedtls_x509_crt crt;
+    ss_ident id;
+    int used;
+} certent;
 
 typedef struct upconn {
     gw_nbconn nb;
@@ -91,6 +104,9 @@ struct gw_relay {
     ss_hlc clk;
     uint64_t ping_nonce;
     int rehello; /* an origin new to this hub: learn its committed upstream */
+    certent *certs;
+    uint32_t cert_next;
+    uint64_t sig_refused;
     int64_t last_ckpt;
     fws_pollfd *pfd;
     int fatal;
@@ -216,6 +232,11 @@ static int crl_adopt(gw_relay *r, const uint8_t *buf, size_t len, const char *so
      * the configuration's pointer when it verifies, so freeing the old one
      * here is safe in this single-threaded loop. */
     mbedtls_ssl_conf_ca_chain(&r->sconf, &r->ca, r->crl);
+    for (uint32_t i = 0; r->certs && i < CERT_CACHE; i++)
+        if (r->certs[i].used) {
+            mbedtls_x509_crt_free(&r->certs[i].crt);
+            r->certs[i].used = 0;
+        }
     if (old) {
         mbedtls_x509_crl_free(old);
         ss_free(old);
@@ -484,6 +505,73 @@ static void welcome_waiting(gw_relay *r, dconn *c)
     send_welcome(r, c, &cs, 1);
 }
 
+/* The origin's certificate (from the envelope's signature block): chain to
+ * the CA, not revoked in our CRL, a gateway whose node is the envelope's
+ * origin and whose sites this hub carries; then the signature over the
+ * signed region. Returns 0 or SS_ESIG / SS_ECERT / SS_EREVOKED /
+ * SS_EFORBIDDEN with why filled. The daemon checks the same again. */
+static int check_origin(gw_relay *r, const ss_envelope *env, char *why, size_t cap)
+{
+    ss_sig sig;
+    uint8_t h[32];
+    if (ss_sig_parse(env, &sig) < 0) {
+        snprintf(why, cap, "unsigned or malformed signature block");
+        return SS_ESIG;
+    }
+    if (mbedtls_sha256_ret(sig.cert, sig.cert_len, h, 0) != 0)
+        return SS_EINTERNAL;
+    certent *ce = NULL;
+    for (uint32_t i = 0; i < CERT_CACHE && !ce; i++)
+        if (r->certs[i].used && memcmp(r->certs[i].hash, h, 32) == 0)
+            ce = &r->certs[i];
+    if (!ce) {
+        certent *slot = &r->certs[r->cert_next++ % CERT_CACHE];
+        if (slot->used)
+            mbedtls_x509_crt_free(&slot->crt);
+        memset(slot, 0, sizeof(*slot));
+        mbedtls_x509_crt_init(&slot->crt);
+        uint32_t flags = 0;
+        if (mbedtls_x509_crt_parse_der(&slot->crt, sig.cert, sig.cert_len) != 0 ||
+            mbedtls_x509_crt_verify(&slot->crt, &r->ca, r->crl, NULL, &flags, NULL, NULL) != 0) {
+            if (!r->cfg.crl_stale_refuse)
+                flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
+            if (flags == 0 && slot->crt.raw.p) {
+                /* only the stale-CRL flag, tolerated by policy "warn" */
+            } else {
+                int revoked = (flags & MBEDTLS_X509_BADCERT_REVOKED) != 0;
+                mbedtls_x509_crt_free(&slot->crt);
+                snprintf(why, cap, "origin certificate %s",
+                         revoked ? "revoked" : "does not verify against the CA");
+                return revoked ? SS_EREVOKED : SS_ECERT;
+            }
+        }
+        if (gw_crt_ident(&slot->crt, &slot->id, NULL, 0, NULL) < 0 ||
+            slot->id.role != SS_ROLE_GATEWAY) {
+            mbedtls_x509_crt_free(&slot->crt);
+            snprintf(why, cap, "origin certificate is not a sitesync gateway's");
+            return SS_ECERT;
+        }
+        memcpy(slot->hash, h, 32);
+        slot->used = 1;
+        ce = slot;
+    }
+    if (strcmp(ce->id.node, env->origin) != 0) {
+        snprintf(why, cap, "certificate of %s on an envelope of %s", ce->id.node, env->origin);
+        return SS_ECERT;
+    }
+    for (int i = 0; i < ce->id.nsites; i++)
+        if (!ss_ident_has_site(&r->ident, ce->id.sites[i])) {
+            snprintf(why, cap, "origin site %s is not carried by this hub", ce->id.sites[i]);
+            return SS_EFORBIDDEN;
+        }
+    if (mbedtls_sha256_ret(env->signed_bytes, env->signed_len, h, 0) != 0 ||
+        mbedtls_pk_verify(&ce->crt.pk, MBEDTLS_MD_SHA256, h, 32, sig.sig, sig.sig_len) != 0) {
+        snprintf(why, cap, "signature does not match the envelope");
+        return SS_ESIG;
+    }
+    return 0;
+}
+
 static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
 {
     const uint8_t *envp = f->payload;
@@ -510,6 +598,28 @@ static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
     }
     if (c->id.role == SS_ROLE_GATEWAY && strcmp(env.origin, c->id.node) != 0) {
         refuse_peer(r, c, SS_EAUTH, "a gateway sends only its own envelopes");
+        return;
+    }
+    char why[256];
+    rc = check_origin(r, &env, why, sizeof(why));
+    if (rc < 0) {
+        /* Refused as a whole, nothing stored, the sequence not taken: as the
+         * daemon does, a relay's session stays open for the honest
+         * envelopes behind it; a gateway's own bad envelope closes it. */
+        r->sig_refused++;
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=envelope_refused peer=%s origin=%s seq=%" PRIu64 " code=%s reason=\"%s\"",
+                c->id.node, env.origin, env.first_seq, ss_err_name(rc), why);
+        ss_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = SS_FRAME_ERROR;
+        m.u.error.code = rc;
+        m.u.error.seq = env.first_seq;
+        snprintf(m.u.error.origin, sizeof(m.u.error.origin), "%s", env.origin);
+        snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", why);
+        (void)queue_msg(r, &c->nb, &m);
+        if (c->id.role != SS_ROLE_RELAY)
+            c->close_after_flush = 1;
         return;
     }
     rc = gw_hubj_origin(&r->hj, env.origin, 1);
@@ -1226,13 +1336,14 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
         r->gap_resume = ss_malloc(sizeof(uint64_t) * mo);
         r->blocked = ss_malloc(mo);
         r->poisoned = ss_malloc(mo);
+        r->certs = ss_malloc(sizeof(certent) * CERT_CACHE);
         r->up.in_o = ss_malloc(sizeof(uint32_t) * 1024);
         r->up.in_last = ss_malloc(sizeof(uint64_t) * 1024);
         r->buf_cap = (size_t)cfg->hub.max_envelope + 65536;
         r->buf = ss_malloc(r->buf_cap);
         r->pfd = ss_malloc(sizeof(fws_pollfd) * (cfg->max_conns + 2));
         if (!r->conns || !r->cursor || !r->gap_resume || !r->blocked || !r->up.in_o ||
-            !r->up.in_last || !r->buf || !r->pfd || !r->poisoned)
+            !r->up.in_last || !r->buf || !r->pfd || !r->poisoned || !r->certs)
             rc = SS_ENOMEM;
         else {
             memset(r->conns, 0, sizeof(dconn) * cfg->max_conns);
@@ -1240,6 +1351,7 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
             memset(r->gap_resume, 0, sizeof(uint64_t) * mo);
             memset(r->blocked, 0, mo);
             memset(r->poisoned, 0, mo);
+            memset(r->certs, 0, sizeof(certent) * CERT_CACHE);
         }
     }
     if (rc == 0)
@@ -1291,6 +1403,10 @@ void gw_relay_destroy(gw_relay *r)
     ss_free(r->gap_resume);
     ss_free(r->blocked);
     ss_free(r->poisoned);
+    for (uint32_t i = 0; r->certs && i < CERT_CACHE; i++)
+        if (r->certs[i].used)
+            mbedtls_x509_crt_free(&r->certs[i].crt);
+    ss_free(r->certs);
     ss_free(r->up.in_o);
     ss_free(r->up.in_last);
     ss_free(r->buf);

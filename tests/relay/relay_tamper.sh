@@ -5,18 +5,22 @@
 # signed with the relay's own key are each refused and audited at the
 # daemon with the relay named, and the honest data still arrives exactly
 # once; a dropped envelope shows as a gap the daemon reports for that origin
-# (the origin stops there), while the other origin is complete.
+# (the origin stops there), while the other origin is complete. Behind an
+# honest hub (evil lower hub -> hub-top -> daemon) the honest hub already
+# refuses the flipped and the forged envelopes (it verifies origin
+# signatures before storing), so nothing bad is stored or forwarded.
 source "$(dirname "$0")/lib.sh" "$@"
 B=5 # changes per sync (one envelope each)
 pki_init
 issue relay evil-hub site-a site-b
 issue gateway gw-a1 site-a
 issue gateway gw-b1 site-b
+issue relay hub-top site-a site-b
 
 start_evil() {
     rm -f "$T/evil.port"
-    "$EVIL" --mode "$1" --journal "$T/ej-$1" --ca "$T/ca/ca.crt" --cert "$T/evil-hub.crt" \
-        --key "$T/evil-hub.key" --crl "$T/ca/crl.pem" --server "127.0.0.1:$DPORT" \
+    "$EVIL" --mode "$1" --journal "$T/ej-$1-${2:-d}" --ca "$T/ca/ca.crt" --cert "$T/evil-hub.crt" \
+        --key "$T/evil-hub.key" --crl "$T/ca/crl.pem" --server "127.0.0.1:${2:-$DPORT}" \
         --listen-port-file "$T/evil.port" >>"$T/evil-$1.log" 2>&1 &
     EPID=$!
     PIDS+=("$EPID")
@@ -91,5 +95,34 @@ print([p["committed_seq"] for p in json.load(sys.stdin) if p["node"] == "gw-a1"]
     kill -TERM "$EPID"
     wait "$EPID"
     stop_daemon
+done
+for mode in flip forge; do
+    step "tampering lower hub behind an honest hub: $mode"
+    DB="$T/central-upper-$mode.sqlite"
+    start_daemon
+    start_hub hub-top "$DPORT"
+    start_evil "$mode" "${HPORT[hub-top]}"
+    feed "upper-$mode"
+    for g in gw-a1 gw-b1; do
+        wait_applied "$g" $((3 * B)) 30 || fail "upper $mode: $g honest data incomplete"
+        exactly_once "$g" $((3 * B))
+        p=$(paths "$g")
+        [ "$p" = "via evil-hub,hub-top" ] || fail "upper $mode: path \"$p\""
+    done
+    case $mode in
+    flip) code=bad_signature ;;
+    forge) code=bad_certificate ;;
+    esac
+    n=$(grep -c "event=envelope_refused peer=evil-hub .*code=$code" "$T/hub-hub-top.log")
+    [ "$n" -ge 1 ] || fail "upper $mode: hub-top did not refuse ($code)"
+    got=$(admin --json audit --outcome rejected --limit 100000 | count_json)
+    [ "$got" = 0 ] || fail "upper $mode: $got refusals reached the daemon; the hub should stop them"
+    echo "upper $mode: hub-top refused $n envelope(s) ($code) from evil-hub; none reached the daemon"
+    kill -TERM "$EPID"
+    wait "$EPID"
+    stop_hub hub-top
+    stop_daemon
+    : >"$T/hub-hub-top.log"
+    rm -rf "$T/hj-hub-top" # the next phase has a new daemon: a new hub too
 done
 echo PASS
