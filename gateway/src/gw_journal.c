@@ -886,11 +886,21 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
         if (rc < 0)
             return rc;
         if (rc == 1 && h.seq == j->rseq && h.seq < seq) {
-            /* Skipping an entry before the one wanted: header checks suffice
-             * to step over it; its own CRC is checked when it is read. */
-            j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
-            j->rseq++;
-            continue;
+            /* Skipping an entry before the one wanted. Its CRC is checked
+             * here too (the caller's buffer is the scratch space): a length
+             * field damaged upwards would otherwise step into the middle of
+             * later entries and make valid ones look lost. A bad one falls
+             * through to the resync below. */
+            if (h.len <= cap) {
+                rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
+                if (rc < 0)
+                    return map_fws(rc);
+                if (gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len) == h.crc) {
+                    j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
+                    j->rseq++;
+                    continue;
+                }
+            }
         }
         if (rc == 1 && h.seq == seq && h.seq == j->rseq) {
             if (h.len > cap)
