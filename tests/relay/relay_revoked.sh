@@ -57,6 +57,21 @@ gw gw-ok "$H" sync >"$T/out" 2>&1 || fail "honest gateway refused by the hub: $(
 n=$(grep -c "event=downstream_refused.*TLS handshake failed" "$T/hub-hub-a.log")
 [ "$n" -ge 2 ] || fail "hub logged $n handshake refusals, want >= 2"
 
+step "a CRL from another CA (SIGHUP) is refused; the hub keeps enforcing its own"
+"$PKI" init --dir "$T/other-ca" >/dev/null || fail "other ca"
+"$PKI" crl --dir "$T/other-ca" >/dev/null || fail "other crl"
+cp "$T/other-ca/crl.pem" "$T/hub-crl.pem"
+kill -HUP "${HPID[hub-a]}"
+for _ in $(seq 1 50); do
+    grep -q "event=crl_refused source=reload" "$T/hub-hub-a.log" && break
+    sleep 0.1
+done
+grep -q "event=crl_refused source=reload reason=\"not issued or not signed by the CA\"" \
+    "$T/hub-hub-a.log" || fail "foreign CRL not refused"
+gw gw-x "$H" sync >"$T/out" 2>&1
+rc=$?
+[ $rc -eq 3 ] || fail "gw-x accepted after a foreign CRL was offered: exit $rc"
+
 step "hub restarted with its old CRL file, daemon still down: still refused"
 stop_hub hub-a || fail "hub stop"
 HUB_CRL=$T/hub-crl-old.pem
