@@ -41,9 +41,10 @@ typedef struct evil {
     int ndone;
     char target[SS_ID_MAX + 1];
     uint64_t first1, first2;
+    uint8_t *scratch; /* SCRATCH bytes: the altered copies */
 } evil;
 
-static uint8_t scratch[1 << 20];
+#define SCRATCH (1u << 20)
 
 static int first_time(evil *e, const char *origin)
 {
@@ -72,18 +73,18 @@ static int forge(evil *e, gw_relay *r, const gw_relay_fwd *f)
                       "\"fields\":{\"alert_level\":\"normal\",\"note\":\"forged-by-relay\"}}]",
                       (unsigned long long)env.first_seq,
                       (unsigned long long)(ss_hlc_make(1700000000000ull, 0)), site, site);
-    int hl = ss_envelope_write_header(scratch, sizeof(scratch), f->origin, env.first_seq, 1,
-                                      (uint32_t)bl, 0);
+    int hl =
+        ss_envelope_write_header(e->scratch, SCRATCH, f->origin, env.first_seq, 1, (uint32_t)bl, 0);
     if (hl < 0)
         return -1;
-    memcpy(scratch + hl, body, (size_t)bl);
-    int tl = gw_sign_envelope(&e->signer, scratch, (size_t)hl + (size_t)bl,
-                              sizeof(scratch) - (size_t)hl - (size_t)bl);
+    memcpy(e->scratch + hl, body, (size_t)bl);
+    int tl = gw_sign_envelope(&e->signer, e->scratch, (size_t)hl + (size_t)bl,
+                              SCRATCH - (size_t)hl - (size_t)bl);
     if (tl < 0)
         return -1;
     fprintf(stderr, "evil_relay: forged envelope origin=%s seq=%llu site=%s\n", f->origin,
             (unsigned long long)env.first_seq, site);
-    return gw_relay_up_inject(r, SS_FRAME_BATCH, 0, scratch, (size_t)(hl + bl + tl));
+    return gw_relay_up_inject(r, SS_FRAME_BATCH, 0, e->scratch, (size_t)(hl + bl + tl));
 }
 
 static int hook(void *arg, gw_relay *r, gw_relay_fwd *f)
@@ -109,12 +110,12 @@ static int hook(void *arg, gw_relay *r, gw_relay_fwd *f)
     }
     if (!first_time(e, f->origin))
         return GW_RELAY_FWD_SEND;
-    if (f->len > sizeof(scratch))
+    if (f->len > SCRATCH)
         return GW_RELAY_FWD_SEND;
     if (strcmp(e->mode, "flip") == 0) {
-        memcpy(scratch, f->payload, f->len);
+        memcpy(e->scratch, f->payload, f->len);
         ss_envelope env;
-        if (ss_envelope_parse(scratch + f->env_off, f->len - f->env_off, &env) == 0) {
+        if (ss_envelope_parse(e->scratch + f->env_off, f->len - f->env_off, &env) == 0) {
             /* inside a title: the JSON stays valid, only the signature
              * can tell */
             uint8_t *b = (uint8_t *)env.body;
@@ -123,20 +124,20 @@ static int hook(void *arg, gw_relay *r, gw_relay_fwd *f)
             b[at] ^= 0x01;
             fprintf(stderr, "evil_relay: flipped a body byte origin=%s first=%llu\n", f->origin,
                     (unsigned long long)f->first);
-            (void)gw_relay_up_inject(r, SS_FRAME_BATCH, f->flags, scratch, f->len);
+            (void)gw_relay_up_inject(r, SS_FRAME_BATCH, f->flags, e->scratch, f->len);
         }
     } else if (strcmp(e->mode, "replay") == 0) {
-        memcpy(scratch, f->payload, f->len);
+        memcpy(e->scratch, f->payload, f->len);
         ss_envelope env;
-        if (ss_envelope_parse(scratch + f->env_off, f->len - f->env_off, &env) == 0) {
+        if (ss_envelope_parse(e->scratch + f->env_off, f->len - f->env_off, &env) == 0) {
             /* the same envelope presented as the range that follows it */
-            uint8_t *h = scratch + f->env_off + 3 + strlen(env.origin);
+            uint8_t *h = e->scratch + f->env_off + 3 + strlen(env.origin);
             uint64_t nf = env.first_seq + env.count;
             for (int i = 7; i >= 0; i--, nf >>= 8)
                 h[i] = (uint8_t)nf;
             fprintf(stderr, "evil_relay: replayed origin=%s first=%llu as %llu\n", f->origin,
                     (unsigned long long)f->first, (unsigned long long)(env.first_seq + env.count));
-            (void)gw_relay_up_inject(r, SS_FRAME_BATCH, f->flags, scratch, f->len);
+            (void)gw_relay_up_inject(r, SS_FRAME_BATCH, f->flags, e->scratch, f->len);
         }
     } else if (strcmp(e->mode, "forge") == 0) {
         (void)forge(e, r, f);
@@ -204,6 +205,9 @@ int main(int argc, char **argv)
     evil e;
     memset(&e, 0, sizeof(e));
     e.mode = mode;
+    e.scratch = malloc(SCRATCH);
+    if (!e.scratch)
+        return 1;
     gw_signer_init(&e.signer);
     if (gw_signer_setup(&e.signer, &shim, cert_pem, key_pem) < 0)
         return 1;
@@ -251,6 +255,7 @@ int main(int argc, char **argv)
     rc = gw_relay_run(r, &stop, NULL);
     gw_relay_destroy(r);
     gw_signer_free(&e.signer);
+    free(e.scratch);
     fws_posix_destroy(px);
     free(ca_pem);
     free(cert_pem);
