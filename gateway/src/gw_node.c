@@ -119,8 +119,18 @@ int gw_node_submit(gw_node *n, ss_change *ch, ss_verr *err)
                            "journal full (%s): input refused, nothing accepted was dropped; "
                            "sync to free space",
                            "capacity or storage");
+    if (rc < 0 && n->journal.broken)
+        /* The write failed and could not be taken back: storage may hold
+         * the entry, and a reopen would then deliver it. Saying "failed"
+         * would make the caller record it again under a second number. */
+        return ss_verr_set(err, rc, "",
+                           "storage failed during the write and it could not be rolled back: "
+                           "the change (seq %llu) MAY be on storage and would then be delivered; "
+                           "check `sitesync-gw journal` (next seq) before submitting it again",
+                           (unsigned long long)ch->seq);
     if (rc < 0)
-        return ss_verr_set(err, rc, "", "journal append failed: %s", ss_strerror(rc));
+        return ss_verr_set(err, rc, "", "journal append failed: %s (nothing was recorded)",
+                           ss_strerror(rc));
     return 0;
 }
 

@@ -708,6 +708,42 @@ TEST(tampered_batch_refused_then_delivered)
     world_free(&w);
 }
 
+/* A persistent I/O error during a submission's sync, so that the partial
+ * entry cannot be truncated away either: the caller is told the outcome is
+ * unknown (not "failed", which would make it submit again), and after the
+ * storage recovers the entry, if it is there, is delivered exactly once. */
+TEST(io_error_outcome_unknown_not_failed)
+{
+    world w;
+    world_new(&w, 95);
+    ASSERT_EQ(node_open(&w), 0);
+    ss_verr err;
+    int ok[3] = { 1, 0, 0 };
+    ASSERT_EQ(submit(&w, 0, &err), 0);
+    /* submission 1: append header, append payload, then the sync fails and
+     * so does everything after it */
+    ASSERT_EQ(fws_sim_fail_op(w.gsim, fws_sim_ops(w.gsim) + 3, FWS_EIO, 1), 0);
+    memset(&err, 0, sizeof(err));
+    ASSERT_EQ(submit(&w, 1, &err), SS_EIO);
+    ASSERT(strstr(err.msg, "MAY be on storage") != NULL);
+    fws_sim_clear_faults(w.gsim);
+    fws_sim_reboot(w.gsim); /* the process restarts; the OS kept what it had */
+    ASSERT_EQ(node_open(&w), 0);
+    drain(&w);
+    check_exactly_once(&w, ok, 1);
+    ASSERT_LE(fake_server_count(w.srv, "\"wk-1-end\""), 1);
+    /* A plain failure (the rollback worked) says nothing was recorded. */
+    ASSERT_EQ(fws_sim_fail_op(w.gsim, fws_sim_ops(w.gsim) + 3, FWS_EIO, 0), 0);
+    memset(&err, 0, sizeof(err));
+    ASSERT_EQ(submit(&w, 2, &err), SS_EIO);
+    ASSERT(strstr(err.msg, "nothing was recorded") != NULL);
+    fws_sim_clear_faults(w.gsim);
+    ok[2] = 0;
+    drain(&w);
+    ASSERT_EQ(fake_server_count(w.srv, "\"wk-2-end\""), 0);
+    world_free(&w);
+}
+
 TEST(site_not_in_certificate_refused_at_submission)
 {
     world w;
@@ -805,7 +841,8 @@ SS_TEST_MAIN(
                             lost_storage_offline_entries_renumbered)
                             SS_TEST_ENTRY(power_cut_at_every_op_of_renumbering_sync) SS_TEST_ENTRY(
                                 signed_envelope_every_flipped_byte_refused)
-                                SS_TEST_ENTRY(tampered_batch_refused_then_delivered)
+                                SS_TEST_ENTRY(tampered_batch_refused_then_delivered) SS_TEST_ENTRY(
+                                    io_error_outcome_unknown_not_failed)
                                     SS_TEST_ENTRY(site_not_in_certificate_refused_at_submission)
                                         SS_TEST_ENTRY(keepalive_ping_while_daemon_slow)
                                             SS_TEST_ENTRY(stop_request_ends_session_without_loss)
