@@ -616,7 +616,12 @@ TEST(strace_faults)
                 trials[t].name, injected, (unsigned long long)s.errors,
                 (unsigned long long)s.refused);
         ASSERT_GE(injected, 1);
-        ASSERT_GE(s.errors + s.refused, 1);
+        /* A persistent fault must reach the client. A single failed call may
+         * land on a commit that carried no envelope of this client (a session
+         * record, a checkpoint): the daemon still logs store_fault for it
+         * (checked below), and nothing may be lost or acknowledged early. */
+        if (strstr(trials[t].name, "once") == NULL)
+            ASSERT_GE(s.errors + s.refused, 1);
         injected_total += injected;
         st_free(&s);
         ASSERT_EQ(daemon_stop(&d, 1), 0);
