@@ -11,6 +11,7 @@
 #include "gw/crc32c.h"
 #include "proto/alloc.h"
 #include "proto/err.h"
+#include "internal.h"
 
 #define SEG_PREFIX   "hseg-"
 #define SEG_NAME_LEN 25 /* "hseg-" + 16 hex + ".log" */
@@ -19,43 +20,6 @@
 #define REFUSED_LOG  "hub-refused.log"
 #define REFUSED_OLD  "hub-refused.old.log"
 #define SCAN_CHUNK   4096u
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return ((uint64_t)get32(p) << 32) | get32(p + 4);
-}
-
-static int map_fws(int rc)
-{
-    switch (rc) {
-    case FWS_OK:
-        return 0;
-    case FWS_ENOSPC:
-        return SS_EFULL;
-    case FWS_ENOENT:
-        return SS_ENOENT;
-    case FWS_ENOMEM:
-        return SS_ENOMEM;
-    default:
-        return SS_EIO;
-    }
-}
 
 void gw_hubj_config_default(gw_hubj_config *c)
 {
@@ -127,7 +91,7 @@ static int ckpt_load(gw_hubj *h)
     if (rc == FWS_ENOENT)
         return 0;
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     rc = fws_size(h->shim, f, &size);
     if (rc == 0 && (size < 24 || size > h->ckcap))
         rc = FWS_EIO;
@@ -139,11 +103,11 @@ static int ckpt_load(gw_hubj *h)
         return SS_ECORRUPT;
     }
     const uint8_t *b = h->ckbuf;
-    if (get32(b) != GW_HUB_CKPT_MAGIC || get32(b + 4) != 1 ||
-        get32(b + size - 4) != gw_crc32c(0, b, (size_t)size - 4))
+    if (gw__get32(b) != GW_HUB_CKPT_MAGIC || gw__get32(b + 4) != 1 ||
+        gw__get32(b + size - 4) != gw_crc32c(0, b, (size_t)size - 4))
         return SS_ECORRUPT;
-    h->gen = get64(b + 8);
-    uint32_t n = get32(b + 16);
+    h->gen = gw__get64(b + 8);
+    uint32_t n = gw__get32(b + 16);
     size_t pos = 20;
     for (uint32_t i = 0; i < n; i++) {
         if (pos + 1 > size - 4)
@@ -158,9 +122,9 @@ static int ckpt_load(gw_hubj *h)
         int o = gw_hubj_origin(h, id, 1);
         if (o < 0)
             return SS_ECORRUPT;
-        h->origins[o].accepted = get64(b + pos);
-        h->origins[o].committed = get64(b + pos + 8);
-        h->origins[o].refused = get64(b + pos + 16);
+        h->origins[o].accepted = gw__get64(b + pos);
+        h->origins[o].committed = gw__get64(b + pos + 8);
+        h->origins[o].refused = gw__get64(b + pos + 16);
         pos += 24;
     }
     h->dirty = 0;
@@ -171,22 +135,22 @@ static int ckpt_write(gw_hubj *h)
 {
     uint8_t *b = h->ckbuf;
     size_t pos = 20;
-    put32(b, GW_HUB_CKPT_MAGIC);
-    put32(b + 4, 1);
-    put64(b + 8, h->gen + 1);
-    put32(b + 16, h->norigins);
+    gw__put32(b, GW_HUB_CKPT_MAGIC);
+    gw__put32(b + 4, 1);
+    gw__put64(b + 8, h->gen + 1);
+    gw__put32(b + 16, h->norigins);
     for (uint32_t i = 0; i < h->norigins; i++) {
         const gw_hub_origin *o = &h->origins[i];
         size_t l = strlen(o->id);
         b[pos++] = (uint8_t)l;
         memcpy(b + pos, o->id, l);
         pos += l;
-        put64(b + pos, o->accepted);
-        put64(b + pos + 8, o->committed);
-        put64(b + pos + 16, o->refused);
+        gw__put64(b + pos, o->accepted);
+        gw__put64(b + pos + 8, o->committed);
+        gw__put64(b + pos + 16, o->refused);
         pos += 24;
     }
-    put32(b + pos, gw_crc32c(0, b, pos));
+    gw__put32(b + pos, gw_crc32c(0, b, pos));
     pos += 4;
     int rc = fws_write_atomic(h->shim, CKPT_NAME, b, pos);
     if (rc < 0) {
@@ -212,9 +176,9 @@ static int rec_check(gw_hubj *h, fws_file *f, uint64_t off, uint64_t size, gw_hu
         return 0;
     int rc = fws_read_full(h->shim, f, off, hdr, sizeof(hdr));
     if (rc < 0)
-        return map_fws(rc);
-    uint32_t blen = get32(hdr + 4);
-    if (get32(hdr) != GW_HUB_MAGIC || blen < 1 + 1 + 14 || blen > h->cfg.max_envelope + 96 ||
+        return gw__map_fws(rc);
+    uint32_t blen = gw__get32(hdr + 4);
+    if (gw__get32(hdr) != GW_HUB_MAGIC || blen < 1 + 1 + 14 || blen > h->cfg.max_envelope + 96 ||
         off + GW_HUB_REC_HDR + blen > size)
         return 0;
     uint32_t crc = gw_crc32c(0, hdr, 8);
@@ -226,7 +190,7 @@ static int rec_check(gw_hubj *h, fws_file *f, uint64_t off, uint64_t size, gw_hu
         size_t n = left < SCAN_CHUNK ? left : SCAN_CHUNK;
         rc = fws_read_full(h->shim, f, pos, chunk, n);
         if (rc < 0)
-            return map_fws(rc);
+            return gw__map_fws(rc);
         crc = gw_crc32c(crc, chunk, n);
         if (fixed_have < sizeof(fixed)) {
             size_t c = sizeof(fixed) - fixed_have < n ? sizeof(fixed) - fixed_have : n;
@@ -236,7 +200,7 @@ static int rec_check(gw_hubj *h, fws_file *f, uint64_t off, uint64_t size, gw_hu
         pos += n;
         left -= (uint32_t)n;
     }
-    if (crc != get32(hdr + 8))
+    if (crc != gw__get32(hdr + 8))
         return 0;
     size_t ol = fixed[0];
     if (ol < 1 || ol > SS_ID_MAX || 1 + ol + 14 > blen || 1 + ol + 14 > fixed_have)
@@ -245,8 +209,8 @@ static int rec_check(gw_hubj *h, fws_file *f, uint64_t off, uint64_t size, gw_hu
     oid[ol] = '\0';
     if (ss_id_check_str(oid) < 0)
         return 0;
-    uint64_t first = get64(fixed + 1 + ol);
-    uint32_t count = get32(fixed + 1 + ol + 8);
+    uint64_t first = gw__get64(fixed + 1 + ol);
+    uint32_t count = gw__get32(fixed + 1 + ol + 8);
     uint16_t rl = (uint16_t)((fixed[1 + ol + 12] << 8) | fixed[1 + ol + 13]);
     if (first < 1 || count < 1 || 1 + ol + 14 + (size_t)rl >= blen)
         return 0;
@@ -288,7 +252,7 @@ static int scan_seg(gw_hubj *h, uint64_t n, int last, uint8_t *chunk)
     if (rc == FWS_ENOENT)
         return 0;
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     rc = fws_size(h->shim, f, &size);
     while (rc == 0 && off < size) {
         gw_hub_rec r;
@@ -308,7 +272,7 @@ static int scan_seg(gw_hubj *h, uint64_t n, int last, uint8_t *chunk)
                 uint8_t m[4];
                 if (fws_read_full(h->shim, f, p, m, 4) < 0)
                     break;
-                if (get32(m) == GW_HUB_MAGIC && rec_check(h, f, p, size, &r, oid, chunk) == 1)
+                if (gw__get32(m) == GW_HUB_MAGIC && rec_check(h, f, p, size, &r, oid, chunk) == 1)
                     found = 1;
             }
             h->crc_failures++;
@@ -346,7 +310,7 @@ static int scan_seg(gw_hubj *h, uint64_t n, int last, uint8_t *chunk)
         fws_log(h->shim, FWS_LOG_WARN, "event=hub_journal_torn_tail segment=%s bytes=%" PRIu64,
                 name, size - end);
         if (!h->readonly)
-            rc = map_fws(fws_truncate(h->shim, f, end));
+            rc = gw__map_fws(fws_truncate(h->shim, f, end));
         size = end;
     }
     if (rc == 0)
@@ -417,7 +381,7 @@ int gw_hubj_open(gw_hubj *h, const fws *shim, const gw_hubj_config *cfg, int rea
     memset(&sr, 0, sizeof(sr));
     rc = fws_list(shim, seg_list_cb, &sr);
     if (rc < 0) {
-        rc = map_fws(rc);
+        rc = gw__map_fws(rc);
         goto out;
     }
     h->first_seg = sr.n ? sr.min : 1;
@@ -495,7 +459,7 @@ int gw_hubj_append(gw_hubj *h, uint32_t o, uint64_t first, uint32_t count, const
             if (h->cur)
                 fws_close(h->shim, h->cur);
             h->cur = NULL;
-            return rc == FWS_ENOSPC ? SS_EFULL : map_fws(rc);
+            return rc == FWS_ENOSPC ? SS_EFULL : gw__map_fws(rc);
         }
         if (h->cur_seg == 0)
             h->first_seg = n;
@@ -503,12 +467,12 @@ int gw_hubj_append(gw_hubj *h, uint32_t o, uint64_t first, uint32_t count, const
         h->cur_size = 0;
     }
     uint8_t hdr[GW_HUB_REC_HDR], fixed[1 + SS_ID_MAX + 14];
-    put32(hdr, GW_HUB_MAGIC);
-    put32(hdr + 4, blen);
+    gw__put32(hdr, GW_HUB_MAGIC);
+    gw__put32(hdr + 4, blen);
     fixed[0] = (uint8_t)ol;
     memcpy(fixed + 1, g->id, ol);
-    put64(fixed + 1 + ol, first);
-    put32(fixed + 1 + ol + 8, count);
+    gw__put64(fixed + 1 + ol, first);
+    gw__put32(fixed + 1 + ol + 8, count);
     fixed[1 + ol + 12] = (uint8_t)(route_len >> 8);
     fixed[1 + ol + 13] = (uint8_t)route_len;
     uint32_t crc = gw_crc32c(0, hdr, 8);
@@ -516,7 +480,7 @@ int gw_hubj_append(gw_hubj *h, uint32_t o, uint64_t first, uint32_t count, const
     if (route_len)
         crc = gw_crc32c(crc, route, route_len);
     crc = gw_crc32c(crc, env, env_len);
-    put32(hdr + 8, crc);
+    gw__put32(hdr + 8, crc);
     rc = fws_append(h->shim, h->cur, hdr, sizeof(hdr));
     if (rc == 0)
         rc = fws_append(h->shim, h->cur, fixed, 1 + ol + 14);
@@ -532,7 +496,7 @@ int gw_hubj_append(gw_hubj *h, uint32_t o, uint64_t first, uint32_t count, const
             h->full_refusals++;
             return SS_EFULL;
         }
-        return map_fws(rc);
+        return gw__map_fws(rc);
     }
     gw_hub_rec r;
     memset(&r, 0, sizeof(r));
@@ -587,7 +551,7 @@ int gw_hubj_read(gw_hubj *h, uint32_t r, uint8_t *buf, size_t cap, size_t *route
         seg_name(name, sizeof(name), x->seg);
         rc = fws_open(h->shim, name, 0, &f);
         if (rc < 0)
-            return rc == FWS_ENOENT ? SS_ECORRUPT : map_fws(rc);
+            return rc == FWS_ENOENT ? SS_ECORRUPT : gw__map_fws(rc);
         own = 1;
     }
     uint8_t fixed[1 + SS_ID_MAX + 14];
@@ -597,10 +561,11 @@ int gw_hubj_read(gw_hubj *h, uint32_t r, uint8_t *buf, size_t cap, size_t *route
     if (own)
         fws_close(h->shim, f);
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     /* The CRC was checked at recovery or the bytes were written by this
      * process; the fixed fields are checked again here against the index. */
-    if (fixed[0] != ol || memcmp(fixed + 1, g->id, ol) != 0 || get64(fixed + 1 + ol) != x->first)
+    if (fixed[0] != ol || memcmp(fixed + 1, g->id, ol) != 0 ||
+        gw__get64(fixed + 1 + ol) != x->first)
         return SS_ECORRUPT;
     *route_len = (size_t)((fixed[1 + ol + 12] << 8) | fixed[1 + ol + 13]);
     if (*route_len >= x->len)
@@ -714,7 +679,7 @@ int gw_hubj_note_refused(gw_hubj *h, uint32_t o, uint64_t seq, const char *code,
         rc = fws_sync(h->shim, f);
     if (f)
         fws_close(h->shim, f);
-    return map_fws(rc);
+    return gw__map_fws(rc);
 }
 
 static int walk(gw_hubj *h, const char *name, int (*cb)(void *, const char *), void *arg)
@@ -724,7 +689,7 @@ static int walk(gw_hubj *h, const char *name, int (*cb)(void *, const char *), v
     if (rc == FWS_ENOENT)
         return 0;
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     char line[600];
     size_t have = 0;
     uint64_t off = 0;
@@ -751,7 +716,7 @@ static int walk(gw_hubj *h, const char *name, int (*cb)(void *, const char *), v
             have = 0; /* an over-long line: dropped */
     }
     fws_close(h->shim, f);
-    return rc < 0 ? map_fws(rc) : 0;
+    return rc < 0 ? gw__map_fws(rc) : 0;
 }
 
 int gw_hubj_refused_walk(gw_hubj *h, int (*cb)(void *arg, const char *line), void *arg)

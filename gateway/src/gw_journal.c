@@ -11,6 +11,7 @@
 #include "gw/crc32c.h"
 #include "proto/alloc.h"
 #include "proto/err.h"
+#include "internal.h"
 
 #define CKPT_LEN     92u
 #define SCRATCH      4096u /* chunk size for CRC and resync scans */
@@ -25,45 +26,6 @@
 #define REFUSED_OLD        "refused.old.log"
 #define REFUSED_LINE_MAX   1536
 #define REFUSED_CHANGE_MAX 1024
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return ((uint64_t)get32(p) << 32) | get32(p + 4);
-}
-
-/* Shim errors become sitesync errors here, at the module boundary. A full
- * device is reported like a full journal: the caller's input is refused. */
-static int map_fws(int rc)
-{
-    switch (rc) {
-    case FWS_OK:
-        return 0;
-    case FWS_ENOSPC:
-        return SS_EFULL;
-    case FWS_ENOENT:
-        return SS_ENOENT;
-    case FWS_ENOMEM:
-        return SS_ENOMEM;
-    default:
-        return SS_EIO;
-    }
-}
 
 void gw_journal_config_default(gw_journal_config *c)
 {
@@ -102,7 +64,7 @@ static int ckpt_read(gw_journal *j, const char *name, ckpt *c, int *present)
     if (rc == FWS_ENOENT)
         return SS_ENOENT;
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     rc = fws_size(j->shim, f, &size);
     if (rc == 0 && size > 0)
         *present = 1;
@@ -111,23 +73,23 @@ static int ckpt_read(gw_journal *j, const char *name, ckpt *c, int *present)
     else if (rc == 0)
         rc = fws_read_full(j->shim, f, 0, b, CKPT_LEN) < 0 ? SS_EIO : 0;
     else
-        rc = map_fws(rc);
+        rc = gw__map_fws(rc);
     fws_close(j->shim, f);
     if (rc < 0)
         return rc;
-    if (get32(b) != GW_CKPT_MAGIC || get32(b + 88) != gw_crc32c(0, b, 88))
+    if (gw__get32(b) != GW_CKPT_MAGIC || gw__get32(b + 88) != gw_crc32c(0, b, 88))
         return SS_ECORRUPT;
-    c->gen = get64(b + 8);
-    c->acked = get64(b + 16);
-    c->next_seq = get64(b + 24);
-    c->hlc = get64(b + 32);
-    c->last_sync_ms = (int64_t)get64(b + 40);
-    c->last_error_ms = (int64_t)get64(b + 48);
-    c->last_error = (int32_t)get32(b + 56);
-    c->full_refusals = get64(b + 64);
-    c->refused = get64(b + 72);
-    c->lost = get64(b + 80);
-    c->flags = get32(b + 60);
+    c->gen = gw__get64(b + 8);
+    c->acked = gw__get64(b + 16);
+    c->next_seq = gw__get64(b + 24);
+    c->hlc = gw__get64(b + 32);
+    c->last_sync_ms = (int64_t)gw__get64(b + 40);
+    c->last_error_ms = (int64_t)gw__get64(b + 48);
+    c->last_error = (int32_t)gw__get32(b + 56);
+    c->full_refusals = gw__get64(b + 64);
+    c->refused = gw__get64(b + 72);
+    c->lost = gw__get64(b + 80);
+    c->flags = gw__get32(b + 60);
     /* A checkpoint written before the flags existed (bytes 60..63 zero)
      * comes from a journal that may already have sent its entries: it counts
      * as confirmed, so it is never renumbered (that could deliver twice). */
@@ -147,19 +109,19 @@ static int ckpt_write(gw_journal *j)
     uint8_t b[CKPT_LEN];
     uint64_t gen = j->gen + 1;
     memset(b, 0, sizeof(b));
-    put32(b, GW_CKPT_MAGIC);
-    put64(b + 8, gen);
-    put64(b + 16, j->acked);
-    put64(b + 24, j->next_seq);
-    put64(b + 32, j->hlc);
-    put64(b + 40, (uint64_t)j->last_sync_ms);
-    put64(b + 48, (uint64_t)j->last_error_ms);
-    put32(b + 56, (uint32_t)j->last_error);
-    put32(b + 60, GW_CKPT_F_V2 | j->ckflags);
-    put64(b + 64, j->full_refusals);
-    put64(b + 72, j->refused);
-    put64(b + 80, j->lost);
-    put32(b + 88, gw_crc32c(0, b, 88));
+    gw__put32(b, GW_CKPT_MAGIC);
+    gw__put64(b + 8, gen);
+    gw__put64(b + 16, j->acked);
+    gw__put64(b + 24, j->next_seq);
+    gw__put64(b + 32, j->hlc);
+    gw__put64(b + 40, (uint64_t)j->last_sync_ms);
+    gw__put64(b + 48, (uint64_t)j->last_error_ms);
+    gw__put32(b + 56, (uint32_t)j->last_error);
+    gw__put32(b + 60, GW_CKPT_F_V2 | j->ckflags);
+    gw__put64(b + 64, j->full_refusals);
+    gw__put64(b + 72, j->refused);
+    gw__put64(b + 80, j->lost);
+    gw__put32(b + 88, gw_crc32c(0, b, 88));
     const char *name = (gen & 1) ? "ckpt-a" : "ckpt-b";
     fws_file *f = NULL;
     int rc = fws_open(j->shim, name, FWS_O_CREATE, &f);
@@ -191,10 +153,10 @@ typedef struct ehdr {
 
 static void ehdr_encode(uint8_t *b, uint32_t len, uint64_t seq, ss_hlc_t hlc)
 {
-    put32(b, GW_JOURNAL_MAGIC);
-    put32(b + 4, len);
-    put64(b + 8, seq);
-    put64(b + 16, hlc);
+    gw__put32(b, GW_JOURNAL_MAGIC);
+    gw__put32(b + 4, len);
+    gw__put64(b + 8, seq);
+    gw__put64(b + 16, hlc);
 }
 
 /* Reads and sanity-checks the header at off: magic, a length within
@@ -207,13 +169,13 @@ static int ehdr_read(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, eh
         return 0;
     int rc = fws_read_full(j->shim, f, off, raw, GW_JOURNAL_ENTRY_HDR);
     if (rc < 0)
-        return map_fws(rc);
-    if (get32(raw) != GW_JOURNAL_MAGIC)
+        return gw__map_fws(rc);
+    if (gw__get32(raw) != GW_JOURNAL_MAGIC)
         return 0;
-    h->len = get32(raw + 4);
-    h->seq = get64(raw + 8);
-    h->hlc = get64(raw + 16);
-    h->crc = get32(raw + 24);
+    h->len = gw__get32(raw + 4);
+    h->seq = gw__get64(raw + 8);
+    h->hlc = gw__get64(raw + 16);
+    h->crc = gw__get32(raw + 24);
     if (h->len == 0 || h->len > j->cfg.entry_max || h->seq == 0)
         return 0;
     if (off + GW_JOURNAL_ENTRY_HDR + h->len > size)
@@ -238,7 +200,7 @@ static int entry_check(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, 
         size_t n = left < SCRATCH ? left : SCRATCH;
         rc = fws_read_full(j->shim, f, pos, j->scan, n);
         if (rc < 0)
-            return map_fws(rc);
+            return gw__map_fws(rc);
         crc = gw_crc32c(crc, j->scan, n);
         pos += n;
         left -= (uint32_t)n;
@@ -260,9 +222,9 @@ static int resync(gw_journal *j, fws_file *f, uint64_t off, uint64_t size, uint6
         size_t n = avail < SCRATCH ? (size_t)avail : SCRATCH;
         int rc = fws_read_full(j->shim, f, pos, chunk, n);
         if (rc < 0)
-            return map_fws(rc);
+            return gw__map_fws(rc);
         for (size_t i = 0; i + 4 <= n; i++) {
-            if (get32(chunk + i) != GW_JOURNAL_MAGIC)
+            if (gw__get32(chunk + i) != GW_JOURNAL_MAGIC)
                 continue;
             rc = entry_check(j, f, pos + i, size, h);
             if (rc < 0)
@@ -358,7 +320,7 @@ static int nameset_list(gw_journal *j, const char *prefix, nameset *ns)
     if (rc < 0) {
         ss_free(ns->firsts);
         ns->firsts = NULL;
-        return rc == SS_ECORRUPT ? SS_ECORRUPT : map_fws(rc);
+        return rc == SS_ECORRUPT ? SS_ECORRUPT : gw__map_fws(rc);
     }
     return 0;
 }
@@ -372,7 +334,7 @@ static int nameset_remove(gw_journal *j, const char *prefix)
         snprintf(name, sizeof(name), "%s%016" PRIx64 SEG_SUFFIX, prefix, ns.firsts[i]);
         int r = fws_remove(j->shim, name);
         if (r < 0 && r != FWS_ENOENT)
-            rc = map_fws(r);
+            rc = gw__map_fws(r);
     }
     ss_free(ns.firsts); /* NULL when the listing failed */
     return rc;
@@ -402,7 +364,7 @@ static int finish_renumber(gw_journal *j)
             seg_name(to, sizeof(to), ns.firsts[i]);
             int r = fws_rename(j->shim, from, to);
             if (r < 0)
-                rc = map_fws(r);
+                rc = gw__map_fws(r);
         }
         ss_free(ns.firsts);
         if (rc < 0)
@@ -516,12 +478,12 @@ static int recover_tail(gw_journal *j)
         fws_file *f = NULL;
         int rc = fws_open(j->shim, name, 0, &f);
         if (rc < 0)
-            return map_fws(rc);
+            return gw__map_fws(rc);
         uint64_t size = 0, last = 0, end = 0;
         rc = fws_size(j->shim, f, &size);
         if (rc < 0) {
             fws_close(j->shim, f);
-            return map_fws(rc);
+            return gw__map_fws(rc);
         }
         rc = scan_segment(j, f, size, s->first, &last, &end, &j->hlc);
         if (rc < 0) {
@@ -532,7 +494,7 @@ static int recover_tail(gw_journal *j)
             rc = fws_truncate(j->shim, f, end);
             if (rc < 0) {
                 fws_close(j->shim, f);
-                return map_fws(rc);
+                return gw__map_fws(rc);
             }
             j->torn_bytes += size - end;
             fws_log(j->shim, FWS_LOG_WARN,
@@ -543,7 +505,7 @@ static int recover_tail(gw_journal *j)
             fws_close(j->shim, f);
             rc = fws_remove(j->shim, name);
             if (rc < 0 && rc != FWS_ENOENT)
-                return map_fws(rc);
+                return gw__map_fws(rc);
             drop_seg(j, j->nsegs - 1);
             continue;
         }
@@ -628,7 +590,7 @@ int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg
     rc = fws_list(shim, list_cb, j);
     if (rc < 0) {
         gw_journal_free(j);
-        return rc == SS_ECORRUPT ? SS_ECORRUPT : map_fws(rc);
+        return rc == SS_ECORRUPT ? SS_ECORRUPT : gw__map_fws(rc);
     }
     rc = recover_tail(j);
     if (rc < 0) {
@@ -649,7 +611,7 @@ int gw_journal_open(gw_journal *j, const fws *shim, const gw_journal_config *cfg
         }
         if (rc < 0) {
             gw_journal_free(j);
-            return map_fws(rc);
+            return gw__map_fws(rc);
         }
         j->segs[i].last = j->segs[i + 1].first - 1;
     }
@@ -770,7 +732,7 @@ int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *pay
             }
         }
         if (rc < 0)
-            return rc == FWS_ENOSPC ? refuse_full(j, "storage") : map_fws(rc);
+            return rc == FWS_ENOSPC ? refuse_full(j, "storage") : gw__map_fws(rc);
         if (j->tail) {
             if (j->rfile == j->tail)
                 j->rfile = NULL;
@@ -788,7 +750,7 @@ int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *pay
     uint8_t hdr[GW_JOURNAL_ENTRY_HDR];
     ehdr_encode(hdr, (uint32_t)len, seq, hlc);
     uint32_t crc = gw_crc32c(gw_crc32c(0, hdr, 24), payload, len);
-    put32(hdr + 24, crc);
+    gw__put32(hdr + 24, crc);
     rc = fws_append(j->shim, j->tail, hdr, sizeof(hdr));
     if (rc == 0)
         rc = fws_append(j->shim, j->tail, payload, len);
@@ -809,7 +771,7 @@ int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *pay
             return refuse_full(j, "storage");
         fws_log(j->shim, FWS_LOG_ERROR, "event=journal_append_failed seq=%" PRIu64 " err=%s", seq,
                 fws_strerror(rc));
-        return map_fws(rc);
+        return gw__map_fws(rc);
     }
     s->size += need;
     s->last = seq;
@@ -865,7 +827,7 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
             rc = fws_open(j->shim, name, 0, &j->rfile);
             if (rc < 0) {
                 j->rfile = NULL;
-                return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : map_fws(rc);
+                return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : gw__map_fws(rc);
             }
         }
         j->rseg = (uint32_t)si;
@@ -877,7 +839,7 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
     if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
         rc = fws_size(j->shim, j->rfile, &size);
         if (rc < 0)
-            return map_fws(rc);
+            return gw__map_fws(rc);
     }
     for (;;) {
         ehdr h;
@@ -894,7 +856,7 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
             if (h.len <= cap) {
                 rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
                 if (rc < 0)
-                    return map_fws(rc);
+                    return gw__map_fws(rc);
                 if (gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len) == h.crc) {
                     j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
                     j->rseq++;
@@ -907,7 +869,7 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
                 return SS_ENOSPC;
             rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
             if (rc < 0)
-                return map_fws(rc);
+                return gw__map_fws(rc);
             uint32_t crc = gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len);
             if (crc == h.crc) {
                 j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
@@ -1036,7 +998,7 @@ int gw_journal_renumber(gw_journal *j, uint64_t committed)
         uint64_t need = GW_JOURNAL_ENTRY_HDR + (uint64_t)olen;
         if (!f || fsize + need > j->cfg.segment_max) {
             if (f) {
-                rc = map_fws(fws_sync(j->shim, f));
+                rc = gw__map_fws(fws_sync(j->shim, f));
                 fws_close(j->shim, f);
                 f = NULL;
                 if (rc < 0)
@@ -1044,9 +1006,9 @@ int gw_journal_renumber(gw_journal *j, uint64_t committed)
             }
             char name[SEG_NAME_LEN + 1];
             snprintf(name, sizeof(name), RN_PREFIX "%016" PRIx64 SEG_SUFFIX, newseq);
-            rc = map_fws(fws_open(j->shim, name, FWS_O_CREATE, &f));
+            rc = gw__map_fws(fws_open(j->shim, name, FWS_O_CREATE, &f));
             if (rc == 0)
-                rc = map_fws(fws_truncate(j->shim, f, 0));
+                rc = gw__map_fws(fws_truncate(j->shim, f, 0));
             if (rc < 0)
                 goto fail;
             fsize = 0;
@@ -1054,15 +1016,15 @@ int gw_journal_renumber(gw_journal *j, uint64_t committed)
         uint8_t hdr[GW_JOURNAL_ENTRY_HDR];
         /* The entry keeps its own HLC (the change is the same change). */
         ehdr_encode(hdr, (uint32_t)olen, newseq, is_lost ? 0 : j->rhlc);
-        put32(hdr + 24, gw_crc32c(gw_crc32c(0, hdr, 24), out, (size_t)olen));
-        rc = map_fws(fws_append(j->shim, f, hdr, sizeof(hdr)));
+        gw__put32(hdr + 24, gw_crc32c(gw_crc32c(0, hdr, 24), out, (size_t)olen));
+        rc = gw__map_fws(fws_append(j->shim, f, hdr, sizeof(hdr)));
         if (rc == 0)
-            rc = map_fws(fws_append(j->shim, f, out, (size_t)olen));
+            rc = gw__map_fws(fws_append(j->shim, f, out, (size_t)olen));
         if (rc < 0)
             goto fail;
         fsize += need;
     }
-    rc = map_fws(fws_sync(j->shim, f));
+    rc = gw__map_fws(fws_sync(j->shim, f));
     fws_close(j->shim, f);
     f = NULL;
     if (rc < 0)
@@ -1236,7 +1198,7 @@ int gw_journal_note_refused(gw_journal *j, uint64_t seq, const char *code, const
     if (f)
         fws_close(j->shim, f);
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     if (is_lost)
         j->lost++;
     else
@@ -1254,14 +1216,14 @@ static int walk_file(gw_journal *j, const char *name, int (*cb)(void *arg, const
     if (rc == FWS_ENOENT)
         return 0;
     if (rc < 0)
-        return map_fws(rc);
+        return gw__map_fws(rc);
     char line[REFUSED_LINE_MAX + 16];
     size_t have = 0;
     uint64_t off = 0;
     for (;;) {
         rc = fws_read(j->shim, f, off, line + have, sizeof(line) - 1 - have);
         if (rc < 0) {
-            rc = map_fws(rc);
+            rc = gw__map_fws(rc);
             break;
         }
         off += (uint64_t)rc;
