@@ -11,7 +11,7 @@ JOBS=${SITESYNC_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # Debian packages the build, the tests and the demo need.
 PKGS=(build-essential cmake pkg-config git clang clang-format libclang-rt-14-dev
       libuv1-dev libssl-dev libsqlite3-dev libmbedtls-dev libcjson-dev
-      openssl sqlite3 faketime strace procps iproute2 python3 sslscan)
+      openssl sqlite3 faketime strace procps iproute2 nftables python3 sslscan)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'sitesync.sh: %s\n' "$*" >&2; exit 1; }
