@@ -41,7 +41,7 @@ typedef struct worker {
     const options *o;
     SSL_CTX *ctx;
     const struct addrinfo *ai;
-    uint64_t todo;
+    uint64_t count;
     uint64_t done, failed;
     uint64_t *lat_ns; /* per successful handshake, for percentiles */
     char first_error[256];
@@ -244,7 +244,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     char err[256];
-    for (uint64_t i = 0; i < w->todo; i++) {
+    for (uint64_t i = 0; i < w->count; i++) {
         uint64_t t0 = bench_now_ns();
         errno = 0;
         if (one_handshake(w, err, sizeof err) == 0) {
@@ -301,9 +301,9 @@ int main(int argc, char **argv)
         w->o = &o;
         w->ctx = ctx;
         w->ai = ai;
-        w->todo = o.count / o.threads + (t < o.count % o.threads ? 1 : 0);
+        w->count = o.count / o.threads + (t < o.count % o.threads ? 1 : 0);
         w->lat_ns = lat + off;
-        off += w->todo;
+        off += w->count;
     }
     uint64_t t0 = bench_now_ns();
     for (; started < o.threads; started++) {

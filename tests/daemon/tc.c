@@ -777,3 +777,23 @@ const char *tc_record_doc(const char *db, const char *key, char *buf, size_t cap
     sd_store_close(st);
     return buf;
 }
+
+/* The server closes: no more frames, EOF within timeout_ms. */
+void tc_expect_closed(tc_client *c, int timeout_ms)
+{
+    int64_t deadline = tc_now_ms() + timeout_ms;
+    for (;;) {
+        int type;
+        uint8_t *p;
+        uint32_t len;
+        int64_t left = deadline - tc_now_ms();
+        if (left <= 0)
+            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
+        int r = tc_recv_frame(c, (int)left, &type, &p, &len);
+        if (r == 0)
+            return;
+        if (r < 0)
+            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
+        free(p); /* BYE or ERROR before the close is fine */
+    }
+}

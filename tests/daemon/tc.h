@@ -119,6 +119,9 @@ int tc_send_msg(tc_client *c, const ss_msg *m);
 /* Receives one frame: 1 (payload malloc'd into *payload), 0 closed, -1
  * timeout or error. */
 int tc_recv_frame(tc_client *c, int timeout_ms, int *type, uint8_t **payload, uint32_t *len);
+/* Fails the test unless the server closes the connection within timeout_ms
+ * (frames before the close, such as BYE or ERROR, are read and dropped). */
+void tc_expect_closed(tc_client *c, int timeout_ms);
 /* Receives and decodes one control message: 1, 0 closed, -1 error. */
 int tc_recv_msg(tc_client *c, int timeout_ms, ss_msg *m);
 /* HELLO as node/role (origins optional), returns the WELCOME. Asserts. */

@@ -54,26 +54,6 @@ static uint64_t expect_error(tc_client *c, int code)
     return resume;
 }
 
-/* The server closes: no more frames, EOF within timeout. */
-static void expect_closed(tc_client *c, int timeout_ms)
-{
-    int64_t deadline = tc_now_ms() + timeout_ms;
-    for (;;) {
-        int type;
-        uint8_t *p;
-        uint32_t len;
-        int64_t left = deadline - tc_now_ms();
-        if (left <= 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        int r = tc_recv_frame(c, (int)left, &type, &p, &len);
-        if (r == 0)
-            return;
-        if (r < 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        free(p); /* BYE or ERROR before the close is fine */
-    }
-}
-
 static void start_gw(tc_env *e, tc_daemon *d, const char *const *extra)
 {
     tc_env_setup(e);
@@ -154,7 +134,7 @@ TEST(valid_session)
     ASSERT_EQ(tc_send_msg(&c, &m), 0);
     ASSERT_EQ(tc_recv_msg(&c, 5000, &m), 1);
     ASSERT_EQ(m.type, SS_FRAME_BYE);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     /* The session row is closed with its counts. */
     for (int i = 0; i < 100 && count_q(&d,
@@ -259,7 +239,7 @@ TEST(tamper)
     /* Same sequence numbers, different content. */
     tc_send_batch(&c, "gw1", "s1", 3, 3, "forged", h + 2);
     expect_error(&c, SS_ETAMPER);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     char buf[256];
     tc_record_doc(d.db, "s1", buf, sizeof buf);
@@ -311,7 +291,7 @@ TEST(cross_site_refused)
     ASSERT_EQ(tc_recv_msg(&c, 10000, &e2), 1);
     ASSERT_EQ(e2.type, SS_FRAME_ERROR);
     ASSERT_EQ(e2.u.error.code, SS_EAUTH); /* protocol.md 8.6 */
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     ASSERT_EQ(count_q(&d, "SELECT count(*) FROM origins WHERE origin='%s'", "gw2"), 0);
     finish(&e, &d);
@@ -431,7 +411,7 @@ TEST(revoked_refused)
     tc_revoke(&e, "gw2");
     kill(d.pid, SIGHUP);
     expect_error(&live, SS_EREVOKED);
-    expect_closed(&live, 5000);
+    tc_expect_closed(&live, 5000);
     tc_close(&live);
     /* The healthy session is untouched by the reload. */
     tc_send_batch(&c, "gw3", "s3", 1, 2, "ok", tc_hlc_now());
@@ -567,7 +547,7 @@ TEST(oversize_frame)
     ss_frame_write_header(hdr, SS_FRAME_BATCH, 0, 4097);
     ASSERT_EQ(tc_send_raw(&c, hdr, sizeof hdr), 0);
     expect_error(&c, SS_EOVERSIZE);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     finish(&e, &d);
 }
@@ -592,7 +572,7 @@ TEST(malformed_and_deep_json)
     const char bad[] = "{\"proto\":1,\"node\":\"gw1\",";
     ASSERT_EQ(tc_send_frame(&c, SS_FRAME_HELLO, bad, sizeof bad - 1), 0);
     expect_error(&c, SS_EJSON);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
 
     /* 10,000-deep JSON as a PING after a valid HELLO. */
@@ -605,7 +585,7 @@ TEST(malformed_and_deep_json)
     ASSERT_EQ(tc_send_frame(&c, SS_FRAME_PING, deep, 2 * depth), 0);
     free(deep);
     expect_error(&c, SS_EDEPTH);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
 
     /* A BATCH whose body is not JSON at all. */
@@ -621,7 +601,7 @@ TEST(malformed_and_deep_json)
     ASSERT_EQ(tc_recv_msg(&c, 10000, &m), 1);
     ASSERT_EQ(m.type, SS_FRAME_ERROR);
     ss_msg_free(&m);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
 
     /* The daemon and the other session carry on. */
@@ -651,7 +631,7 @@ TEST(identity_mismatch)
     m.u.hello.max_frame = 65536;
     ASSERT_EQ(tc_send_msg(&c, &m), 0);
     expect_error(&c, SS_EAUTH);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     for (int i = 0; i < 100 && count_q(&d,
                                        "SELECT count(*) FROM audit WHERE peer='%s' AND outcome "
@@ -780,7 +760,7 @@ TEST(idle_timeout)
     ASSERT_EQ(tc_recv_msg(&c, 5000, &m), 1);
     ASSERT_EQ(m.type, SS_FRAME_BYE);
     ASSERT_LT(tc_now_ms() - t0, 2000);
-    expect_closed(&c, 3000);
+    tc_expect_closed(&c, 3000);
     tc_close(&c);
     finish(&e, &d);
 }

@@ -47,25 +47,6 @@ static void expect_error(tc_client *c, int code, char *msg, size_t cap)
     ss_msg_free(&m);
 }
 
-static void expect_closed(tc_client *c, int timeout_ms)
-{
-    int64_t deadline = tc_now_ms() + timeout_ms;
-    for (;;) {
-        int type;
-        uint8_t *p;
-        uint32_t len;
-        int64_t left = deadline - tc_now_ms();
-        if (left <= 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        int r = tc_recv_frame(c, (int)left, &type, &p, &len);
-        if (r == 0)
-            return;
-        if (r < 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        free(p);
-    }
-}
-
 static void finish(tc_env *e, tc_daemon *d)
 {
     int st = tc_daemon_stop(d, SIGTERM, 20000);
@@ -190,7 +171,7 @@ TEST(signed_accepted_unsigned_refused)
     char msg[256];
     expect_error(&c, SS_ESIG, msg, sizeof msg);
     ASSERT(strstr(msg, "not signed") != NULL);
-    expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     ASSERT_EQ(committed(&d, "gw1"), 5);
     ASSERT_EQ(count_q(&d, "SELECT count(*) FROM audit WHERE origin='gw1' AND seq IN (6,7) AND "
@@ -563,7 +544,7 @@ TEST(routed_paths)
     ASSERT_EQ(tc_send_frame_flags(&hub, SS_FRAME_BATCH, SS_FRAME_FLAG_ROUTED, junk, sizeof junk),
               0);
     expect_error(&hub, SS_ELIMIT, NULL, 0);
-    expect_closed(&hub, 5000);
+    tc_expect_closed(&hub, 5000);
     tc_close(&hub);
     tc_close(&gw);
     finish(&e, &d);
@@ -584,7 +565,7 @@ TEST(routed_from_gateway_refused)
     ASSERT_EQ(tc_send_routed(&gw, hops, env, len), 0);
     free(env);
     expect_error(&gw, SS_EROLE, NULL, 0);
-    expect_closed(&gw, 5000);
+    tc_expect_closed(&gw, 5000);
     tc_close(&gw);
     ASSERT_EQ(committed(&d, "gw1"), 0);
     for (int i = 0; i < 100 && count_q(&d, "SELECT count(*) FROM audit WHERE peer='gw1' AND "

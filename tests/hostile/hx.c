@@ -461,26 +461,7 @@ void hx_expect_error(tc_client *c, int code)
         SS_TEST_FAIL("expected ERROR %s, got %s: %s", ss_err_name(code),
                      ss_err_name(m.u.error.code), m.u.error.message);
     ss_msg_free(&m);
-    hx_expect_closed(c, 5000);
-}
-
-void hx_expect_closed(tc_client *c, int timeout_ms)
-{
-    int64_t deadline = tc_now_ms() + timeout_ms;
-    for (;;) {
-        int type;
-        uint8_t *p;
-        uint32_t len;
-        int64_t left = deadline - tc_now_ms();
-        if (left <= 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        int r = tc_recv_frame(c, (int)left, &type, &p, &len);
-        if (r == 0)
-            return;
-        if (r < 0)
-            SS_TEST_FAIL("connection still open after %d ms", timeout_ms);
-        free(p);
-    }
+    tc_expect_closed(c, 5000);
 }
 
 void hx_bystander_batch(tc_client *c, const char *node, const char *site, uint64_t *next_seq,

@@ -108,8 +108,6 @@ void hx_session(tc_env *e, int port, tc_client *c, const char *node);
 int hx_recv_error(tc_client *c, int timeout_ms, ss_msg *m);
 /* Expects an ERROR with code, then the close. */
 void hx_expect_error(tc_client *c, int code);
-/* Expects the server to close within timeout_ms (frames before are fine). */
-void hx_expect_closed(tc_client *c, int timeout_ms);
 /* One batch of n changes from a bystander session, and its ACK. */
 void hx_bystander_batch(tc_client *c, const char *node, const char *site, uint64_t *next_seq,
                         uint32_t n);

@@ -604,7 +604,7 @@ static int frame_len_case(tc_env *e, int port, int ready, int type, uint32_t len
     printf("  %-7s type=%d len=%-10u flags=%u -> ERROR %s \"%s\"\n", ready ? "session" : "pre-TLS",
            type, len, flags, ss_err_name(code), m.u.error.message);
     ss_msg_free(&m);
-    hx_expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     return code;
 }
@@ -796,7 +796,7 @@ static void run_tjob(tpool *p, const tjob *j)
     int code = m.u.error.code;
     ASSERT(m.u.error.message[0] != '\0');
     ss_msg_free(&m);
-    hx_expect_closed(&c, 5000);
+    tc_expect_closed(&c, 5000);
     tc_close(&c);
     pthread_mutex_lock(&p->mu);
     if (-code > 0 && -code < 64)
@@ -917,7 +917,7 @@ static void json_case(tc_env *e, int port, int ready, int type, const void *payl
             SS_TEST_FAIL("%s: ERROR %s, want %s", what, ss_err_name(m.u.error.code),
                          ss_err_name(want));
         ss_msg_free(&m);
-        hx_expect_closed(&c, 5000);
+        tc_expect_closed(&c, 5000);
     } else {
         if (m.type != SS_FRAME_ACK || m.u.ack.nrejects != 1)
             SS_TEST_FAIL("%s: got %s, want ERROR %s", what, ss_frame_type_name(m.type),
