@@ -698,6 +698,10 @@ static int cmd_relay(prog *p)
     rc_.io_timeout_ms = (uint32_t)p->cfg.io_timeout_ms;
     rc_.ping_interval_ms = (uint32_t)p->cfg.ping_interval_ms;
     rc_.idle_timeout_ms = (uint32_t)p->cfg.idle_timeout_ms;
+    rc_.bad_handshake_limit = (uint32_t)p->cfg.bad_handshake_limit;
+    rc_.bad_handshake_window_ms = (uint32_t)p->cfg.bad_handshake_window_ms;
+    rc_.bad_handshake_penalty_ms = (uint32_t)p->cfg.bad_handshake_penalty_ms;
+    rc_.max_output_bytes = (uint32_t)p->cfg.max_output_bytes;
     rc_.backoff_min_ms = (uint32_t)p->cfg.backoff_min_ms;
     rc_.backoff_max_ms = (uint32_t)p->cfg.backoff_max_ms;
     rc_.crl_stale_refuse = strcmp(p->cfg.crl_stale_policy, "refuse") == 0;

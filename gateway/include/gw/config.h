@@ -31,6 +31,8 @@ typedef struct gw_config {
     char crl_stale_policy[16];
     char port_file[GW_PATH_MAX];
     uint64_t max_conns, relay_window, relay_max_envelopes, idle_timeout_ms;
+    uint64_t bad_handshake_limit, bad_handshake_window_ms, bad_handshake_penalty_ms;
+    uint64_t max_output_bytes;
 } gw_config;
 
 typedef enum gw_ctype { GW_CT_STR = 1, GW_CT_U64 = 2 } gw_ctype;

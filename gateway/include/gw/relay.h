@@ -54,6 +54,13 @@ typedef struct gw_relay_config {
     uint32_t handshake_timeout_ms, io_timeout_ms, ping_interval_ms, idle_timeout_ms;
     uint32_t backoff_min_ms, backoff_max_ms;
     int crl_stale_refuse; /* 1: refuse downstream handshakes while the CRL is stale */
+    /* Failed downstream TLS handshakes per source address: past limit within
+     * window_ms the address is refused at accept for penalty_ms (limit 0:
+     * off). See gw_penalty.h. */
+    uint32_t bad_handshake_limit, bad_handshake_window_ms, bad_handshake_penalty_ms;
+    /* Bytes queued for one downstream peer (ACK, PONG, ERROR) that it has not
+     * read: past it the connection is cut (event=output_cap). 0: 64 KiB. */
+    uint32_t max_output_bytes;
     gw_hubj_config hub;
     /* Test relays only (tests/relay): called before each envelope goes
      * upstream; may alter the payload in place, inject frames with
