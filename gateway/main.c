@@ -10,7 +10,12 @@
  * one sync pass (bounded by lock_timeout_ms) and never sees a half-open
  * journal. The lock lives here because it is the program layer's business
  * (libc I/O is allowed here, not in the core), and fcntl locks vanish with
- * the process, so a killed `run` never leaves a stale lock. */
+ * the process, so a killed `run` never leaves a stale lock.
+ *
+ * Relay mode (`relay`, and `journal` on a hub's directory) lives in
+ * cli_relay.c and is built in only with -DSITESYNC_GW_RELAY=ON (the default;
+ * GW_WITH_RELAY here): a site gateway's firmware build leaves it, and the
+ * whole gw_hub library, out of the binary. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,26 +27,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "fws/posix.h"
 #include "gw/config.h"
-#include "gw/hub.h"
 #include "gw/node.h"
-#include "gw/relay.h"
 #include "gw/sync.h"
 #include "gw/tls.h"
 #include "proto/alloc.h"
 #include "proto/err.h"
 
-enum {
-    EXIT_OK = 0,
-    EXIT_USAGE = 1,    /* bad flags or configuration */
-    EXIT_REFUSED = 2,  /* input refused (schema, site, journal full) */
-    EXIT_LINK = 3,     /* sync: the link or the daemon failed; data stays pending */
-    EXIT_REJECTED = 4, /* sync: drained, but the daemon refused changes */
-    EXIT_STORAGE = 5,  /* journal storage error */
-    EXIT_LOCKED = 6    /* the journal lock was not obtained in time */
-};
+#ifndef GW_WITH_RELAY
+#error "GW_WITH_RELAY must be 0 or 1 (gateway/CMakeLists.txt sets it from SITESYNC_GW_RELAY)"
+#endif
 
+#if GW_WITH_RELAY
+#define USAGE_RELAY                                                                        \
+    "  relay                                 regional hub: listen (--listen), store and\n" \
+    "                                        forward to --server; SIGHUP reloads --crl\n"
+#else
+#define USAGE_RELAY \
+    "  relay                                 (hub mode: not built into this binary)\n"
+#endif
+
+/* Kept as written: clang-format would break the lines around USAGE_RELAY. */
+/* clang-format off */
 static const char usage_text[] =
     "usage: sitesync-gw [options] <command> [command options]\n"
     "\n"
@@ -53,8 +62,7 @@ static const char usage_text[] =
     "  incident-update KEY --set FIELD=VALUE ...   follow-up change of an incident\n"
     "  sync                                  send everything pending; exit 0 when drained\n"
     "  run                                   keep syncing (SIGTERM/SIGINT stop cleanly)\n"
-    "  relay                                 regional hub: listen (--listen), store and\n"
-    "                                        forward to --server; SIGHUP reloads --crl\n"
+    USAGE_RELAY
     "  journal                               pending, committed, capacity, last sync/error,\n"
     "                                        refused changes\n"
     "  enroll --node ID --out PREFIX         make a key pair and a CSR on this device\n"
@@ -69,6 +77,7 @@ static const char usage_text[] =
     "exit codes: 0 ok, 1 usage/config, 2 input refused, 3 link failed (data kept),\n"
     "            4 daemon refused changes or entries lost to corruption,\n"
     "            5 storage error, 6 journal locked\n";
+/* clang-format on */
 
 /* ---- small program-layer helpers (libc I/O is allowed here) ------------- */
 
@@ -83,7 +92,18 @@ static void on_signal(int sig)
         stop_requested = 1;
 }
 
-static int read_file(const char *path, char **out, size_t *len)
+void gw__catch_signals(int hup)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (hup)
+        sigaction(SIGHUP, &sa, NULL);
+}
+
+int gw__read_file(const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -133,13 +153,9 @@ static void wipe_free(char *p, size_t n)
     }
 }
 
-typedef struct lock {
-    int fd;
-} lock;
-
-/* Takes the exclusive journal lock, polling up to timeout_ms. */
-static int lock_take(lock *l, const char *dir, uint64_t timeout_ms)
+int gw__lock_take(prog *p, const char *dir, uint64_t timeout_ms)
 {
+    lock *l = &p->lk;
     char path[GW_PATH_MAX + 16];
     snprintf(path, sizeof(path), "%s/lock", dir);
     (void)mkdir(dir, 0700);
@@ -159,7 +175,7 @@ static int lock_take(lock *l, const char *dir, uint64_t timeout_ms)
             fprintf(stderr, "sitesync-gw: lock %s: %s\n", path, strerror(errno));
             break;
         }
-        if (waited >= timeout_ms || stop_requested) {
+        if (waited >= timeout_ms || *p->stop) {
             fprintf(stderr,
                     "sitesync-gw: journal %s is locked by another sitesync-gw process "
                     "(waited %" PRIu64 " ms; see lock_timeout_ms)\n",
@@ -174,11 +190,11 @@ static int lock_take(lock *l, const char *dir, uint64_t timeout_ms)
     return EXIT_LOCKED;
 }
 
-static void lock_release(lock *l)
+void gw__lock_release(prog *p)
 {
-    if (l->fd >= 0)
-        close(l->fd); /* drops the fcntl lock */
-    l->fd = -1;
+    if (p->lk.fd >= 0)
+        close(p->lk.fd); /* drops the fcntl lock */
+    p->lk.fd = -1;
 }
 
 static int log_level_num(const char *s)
@@ -206,16 +222,6 @@ static void format_time(int64_t ms, char *buf, size_t cap)
 
 /* ---- the program context ---------------------------------------------- */
 
-typedef struct prog {
-    gw_config cfg;
-    fws shim;
-    fws_posix *posix;
-    lock lk;
-    ss_ident ident;
-    char *ca_pem, *cert_pem, *key_pem;
-    size_t key_len;
-} prog;
-
 static int shim_open(prog *p, const char *dir)
 {
     fws_posix_config pc;
@@ -232,11 +238,10 @@ static int shim_open(prog *p, const char *dir)
     return 0;
 }
 
-/* Reads the certificate (and, with keys, the CA and the key) and derives the
- * node identity from the certificate's SAN URIs. */
-static int load_identity(prog *p, int with_keys)
+/* The node identity comes from the certificate's SAN URIs. */
+int gw__load_identity(prog *p, int with_keys)
 {
-    int rc = read_file(p->cfg.cert, &p->cert_pem, NULL);
+    int rc = gw__read_file(p->cfg.cert, &p->cert_pem, NULL);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: cert %s: %s\n", p->cfg.cert, strerror(-rc));
         return EXIT_USAGE;
@@ -261,7 +266,7 @@ static int load_identity(prog *p, int with_keys)
     }
     if (!with_keys)
         return 0;
-    rc = read_file(p->cfg.ca, &p->ca_pem, NULL);
+    rc = gw__read_file(p->cfg.ca, &p->ca_pem, NULL);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: ca %s: %s\n", p->cfg.ca, strerror(-rc));
         return EXIT_USAGE;
@@ -272,7 +277,7 @@ static int load_identity(prog *p, int with_keys)
                 p->cfg.key, (unsigned)(st.st_mode & 0777));
         return EXIT_USAGE;
     }
-    rc = read_file(p->cfg.key, &p->key_pem, &p->key_len);
+    rc = gw__read_file(p->cfg.key, &p->key_pem, &p->key_len);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: key %s: %s\n", p->cfg.key, strerror(-rc));
         return EXIT_USAGE;
@@ -282,7 +287,7 @@ static int load_identity(prog *p, int with_keys)
 
 static void prog_free(prog *p)
 {
-    lock_release(&p->lk);
+    gw__lock_release(p);
     if (p->posix)
         fws_posix_destroy(p->posix);
     p->posix = NULL;
@@ -295,7 +300,7 @@ static void prog_free(prog *p)
 /* Lock + open the node (journal recovery included). */
 static int node_open(prog *p, gw_node *n)
 {
-    int rc = lock_take(&p->lk, p->cfg.journal, p->cfg.lock_timeout_ms);
+    int rc = gw__lock_take(p, p->cfg.journal, p->cfg.lock_timeout_ms);
     if (rc != 0)
         return rc;
     gw_journal_config jc;
@@ -303,7 +308,7 @@ static int node_open(prog *p, gw_node *n)
     rc = gw_node_open(n, &p->shim, &p->ident, &jc);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: journal %s: %s\n", p->cfg.journal, ss_strerror(rc));
-        lock_release(&p->lk);
+        gw__lock_release(p);
         return EXIT_STORAGE;
     }
     return 0;
@@ -312,7 +317,7 @@ static int node_open(prog *p, gw_node *n)
 static void node_close(prog *p, gw_node *n)
 {
     gw_node_free(n);
-    lock_release(&p->lk);
+    gw__lock_release(p);
 }
 
 /* ---- submissions ------------------------------------------------------- */
@@ -351,7 +356,7 @@ static int apply_sets(ss_change *ch, int argc, char **argv, int i, const char **
 
 static int cmd_submit(prog *p, const char *cmd, int argc, char **argv, int i)
 {
-    int rc = load_identity(p, 0);
+    int rc = gw__load_identity(p, 0);
     if (rc)
         return rc;
     const char *site = p->cfg.site[0] ? p->cfg.site : NULL;
@@ -432,7 +437,7 @@ static int syncer_setup(prog *p, syncer *s)
         fprintf(stderr, "sitesync-gw: server: want HOST:PORT, got \"%s\"\n", p->cfg.server);
         return EXIT_USAGE;
     }
-    int rc = load_identity(p, 1);
+    int rc = gw__load_identity(p, 1);
     if (rc)
         return rc;
     gw_tls_config tc;
@@ -551,11 +556,7 @@ static int cmd_run(prog *p)
         syncer_free(&s);
         return rc;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    gw__catch_signals(0);
     s.sync.stop = &stop_requested;
     fws_log(&p->shim, FWS_LOG_INFO, "event=run_start node=%s server=%s", p->ident.node,
             p->cfg.server);
@@ -590,191 +591,24 @@ static int cmd_run(prog *p)
 
 /* ---- journal / enroll / config ---------------------------------------- */
 
-static int print_refused(void *arg, const char *line);
-
-/* ---- relay mode ---------------------------------------------------------- */
-
-static int reload_crl_file(void *arg, uint8_t **buf, size_t *len)
+/* Relay mode is in cli_relay.c when built in; otherwise its commands say
+ * so and how to get it, and nothing of the hub is linked. */
+static int relay_mode(prog *p, int journal)
 {
-    prog *p = arg;
-    char *b = NULL;
-    int rc = read_file(p->cfg.crl, &b, len);
-    if (rc < 0) {
-        fws_log(&p->shim, FWS_LOG_ERROR, "event=crl_reload_failed file=%s err=\"%s\"", p->cfg.crl,
-                strerror(-rc));
-        return -1;
-    }
-    *buf = (uint8_t *)b;
-    return 0;
-}
-
-static int write_port_file(const char *path, uint16_t port)
-{
-    char tmp[GW_PATH_MAX + 8], text[16];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(text, sizeof(text), "%u\n", (unsigned)port);
-    unlink(tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(text, f) == EOF || fclose(f) != 0) {
-        fprintf(stderr, "sitesync-gw: port file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return rename(tmp, path) == 0 ? 0 : -1;
-}
-
-static void relay_hub_config(const gw_config *c, gw_hubj_config *h)
-{
-    gw_hubj_config_default(h);
-    h->capacity = c->capacity;
-    h->max_envelope = (uint32_t)c->max_frame + 2048;
-    h->segment_max = (uint32_t)c->segment_max;
-    if (h->segment_max < 2 * h->max_envelope)
-        h->segment_max = 2 * h->max_envelope;
-    if (h->capacity < h->segment_max)
-        h->capacity = h->segment_max;
-    h->max_records = (uint32_t)c->relay_max_envelopes;
-    h->refused_max = (uint32_t)c->refused_max;
-}
-
-static int cmd_relay(prog *p)
-{
-    char lhost[256], uhost[256];
-    uint16_t lport = 0, uport = 0;
-    /* Port 0 (pick a free one, reported through port_file) is allowed here
-     * but not for a server address, so parse it as port 1 and put 0 back. */
-    char lbuf[sizeof(p->cfg.listen) + 1];
-    size_t ll = strlen(p->cfg.listen);
-    int any_port = ll >= 2 && strcmp(p->cfg.listen + ll - 2, ":0") == 0;
-    snprintf(lbuf, sizeof(lbuf), "%.*s%s", (int)(any_port ? ll - 1 : ll), p->cfg.listen,
-             any_port ? "1" : "");
-    if (!p->cfg.listen[0] || gw_parse_hostport(lbuf, lhost, sizeof(lhost), &lport)) {
-        fprintf(stderr, "sitesync-gw: relay needs listen HOST:PORT, got \"%s\"\n", p->cfg.listen);
-        return EXIT_USAGE;
-    }
-    if (!p->cfg.server[0] || gw_parse_hostport(p->cfg.server, uhost, sizeof(uhost), &uport)) {
-        fprintf(stderr, "sitesync-gw: relay needs server (its upstream) HOST:PORT, got \"%s\"\n",
-                p->cfg.server);
-        return EXIT_USAGE;
-    }
-    int rc = load_identity(p, 1);
-    if (rc)
-        return rc;
-    if (p->ident.role != SS_ROLE_RELAY) {
+#if GW_WITH_RELAY
+    return journal ? gw__cmd_journal_hub(p) : gw__cmd_relay(p);
+#else
+    if (journal)
         fprintf(stderr,
-                "sitesync-gw: relay: cert %s has role %s; a hub needs a relay "
-                "certificate (sitesync-pki issue --role relay)\n",
-                p->cfg.cert, ss_role_name(p->ident.role));
-        return EXIT_USAGE;
-    }
-    if (any_port)
-        lport = 0;
-    char *crl = NULL;
-    size_t crl_len = 0;
-    rc = read_file(p->cfg.crl, &crl, &crl_len);
-    if (rc < 0)
-        fprintf(stderr, "sitesync-gw: crl %s: %s (a CRL adopted earlier is used if present)\n",
-                p->cfg.crl, strerror(-rc));
-    rc = lock_take(&p->lk, p->cfg.journal, p->cfg.lock_timeout_ms);
-    if (rc) {
-        free(crl);
-        return rc;
-    }
-    gw_relay_config rc_;
-    memset(&rc_, 0, sizeof(rc_));
-    rc_.ca_pem = p->ca_pem;
-    rc_.cert_pem = p->cert_pem;
-    rc_.key_pem = p->key_pem;
-    rc_.crl = (const uint8_t *)crl;
-    rc_.crl_len = crl_len;
-    rc_.listen_host = lhost;
-    rc_.listen_port = lport;
-    rc_.up_host = uhost;
-    rc_.up_port = uport;
-    rc_.up_name = p->cfg.server_name[0] ? p->cfg.server_name : uhost;
-    rc_.max_conns = (uint32_t)p->cfg.max_conns;
-    rc_.window = (uint32_t)p->cfg.relay_window;
-    rc_.max_frame = (uint32_t)p->cfg.max_frame;
-    rc_.handshake_timeout_ms = (uint32_t)p->cfg.handshake_timeout_ms;
-    rc_.io_timeout_ms = (uint32_t)p->cfg.io_timeout_ms;
-    rc_.ping_interval_ms = (uint32_t)p->cfg.ping_interval_ms;
-    rc_.idle_timeout_ms = (uint32_t)p->cfg.idle_timeout_ms;
-    rc_.bad_handshake_limit = (uint32_t)p->cfg.bad_handshake_limit;
-    rc_.bad_handshake_window_ms = (uint32_t)p->cfg.bad_handshake_window_ms;
-    rc_.bad_handshake_penalty_ms = (uint32_t)p->cfg.bad_handshake_penalty_ms;
-    rc_.max_output_bytes = (uint32_t)p->cfg.max_output_bytes;
-    rc_.backoff_min_ms = (uint32_t)p->cfg.backoff_min_ms;
-    rc_.backoff_max_ms = (uint32_t)p->cfg.backoff_max_ms;
-    rc_.crl_stale_refuse = strcmp(p->cfg.crl_stale_policy, "refuse") == 0;
-    relay_hub_config(&p->cfg, &rc_.hub);
-    rc_.reload_crl = reload_crl_file;
-    rc_.reload_arg = p;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    gw_relay *r = NULL;
-    rc = gw_relay_new(&p->shim, &rc_, &r);
-    free(crl);
-    if (rc < 0) {
-        fprintf(stderr, "sitesync-gw: relay: %s (see the log line above)\n", ss_strerror(rc));
-        lock_release(&p->lk);
-        return rc == SS_EIO ? EXIT_STORAGE : EXIT_USAGE;
-    }
-    if (p->cfg.port_file[0] && write_port_file(p->cfg.port_file, gw_relay_port(r)) < 0) {
-        gw_relay_destroy(r);
-        lock_release(&p->lk);
-        return EXIT_USAGE;
-    }
-    rc = gw_relay_run(r, &stop_requested, &reload_requested);
-    gw_relay_destroy(r);
-    lock_release(&p->lk);
-    return rc < 0 ? EXIT_STORAGE : EXIT_OK;
+                "sitesync-gw: journal: %s belongs to a hub (relay certificate or hub.ckpt)\n",
+                p->cfg.journal);
+    fprintf(stderr, "sitesync-gw: relay mode is not built into this binary; build with "
+                    "-DSITESYNC_GW_RELAY=ON\n");
+    return EXIT_USAGE;
+#endif
 }
 
-/* `journal` of a hub: read-only (the running relay holds the lock and the
- * journal is append-only with an atomically replaced checkpoint). */
-static int cmd_journal_relay(prog *p)
-{
-    gw_hubj h;
-    gw_hubj_config hc;
-    relay_hub_config(&p->cfg, &hc);
-    int rc = gw_hubj_open(&h, &p->shim, &hc, 1);
-    if (rc < 0) {
-        fprintf(stderr, "sitesync-gw: hub journal %s: %s\n", p->cfg.journal, ss_strerror(rc));
-        return EXIT_STORAGE;
-    }
-    gw_hubj_stats st;
-    gw_hubj_stats_get(&h, &st);
-    uint64_t total = 0;
-    for (uint32_t o = 0; o < h.norigins; o++)
-        total += gw_hubj_pending(&h, o);
-    printf("hub journal:        %s (relay mode)\n", p->cfg.journal);
-    printf("pending:            %" PRIu64
-           " change(s) in %u envelope(s) not yet committed upstream\n",
-           total, st.records);
-    printf("capacity used:      %" PRIu64 " of %" PRIu64 " bytes (%.1f%%) in %u segment(s)\n",
-           st.used_bytes, st.capacity,
-           st.capacity ? 100.0 * (double)st.used_bytes / (double)st.capacity : 0.0, st.segments);
-    printf("full refusals:      %" PRIu64 " (this open)\n", st.full_refusals);
-    printf("checksum failures:  %" PRIu64 " (lost envelopes: %" PRIu64 ")\n", st.crc_failures,
-           st.lost_records);
-    printf("origins:            %u\n", st.origins);
-    printf("  %-24s %10s %10s %12s %12s %8s\n", "origin", "pending", "envelopes", "accepted",
-           "upstream", "refused");
-    for (uint32_t o = 0; o < h.norigins; o++) {
-        const gw_hub_origin *g = &h.origins[o];
-        printf("  %-24s %10" PRIu64 " %10u %12" PRIu64 " %12" PRIu64 " %8" PRIu64 "\n", g->id,
-               gw_hubj_pending(&h, o), g->nrecs, g->accepted, g->committed, g->refused);
-    }
-    printf("refused upstream (newest last):\n");
-    (void)gw_hubj_refused_walk(&h, print_refused, NULL);
-    gw_hubj_free(&h);
-    return EXIT_OK;
-}
-
-static int print_refused(void *arg, const char *line)
+int gw__print_refused(void *arg, const char *line)
 {
     (void)arg;
     printf("  %s\n", line);
@@ -786,10 +620,10 @@ static int cmd_journal(prog *p)
     struct stat hst;
     char hpath[GW_PATH_MAX + 16];
     snprintf(hpath, sizeof(hpath), "%s/hub.ckpt", p->cfg.journal);
-    if (stat(hpath, &hst) == 0 || (access(p->cfg.cert, R_OK) == 0 && load_identity(p, 0) == 0 &&
+    if (stat(hpath, &hst) == 0 || (access(p->cfg.cert, R_OK) == 0 && gw__load_identity(p, 0) == 0 &&
                                    p->ident.role == SS_ROLE_RELAY))
-        return cmd_journal_relay(p);
-    int rc = lock_take(&p->lk, p->cfg.journal, p->cfg.lock_timeout_ms);
+        return relay_mode(p, 1);
+    int rc = gw__lock_take(p, p->cfg.journal, p->cfg.lock_timeout_ms);
     if (rc)
         return rc;
     gw_journal j;
@@ -798,7 +632,7 @@ static int cmd_journal(prog *p)
     rc = gw_journal_open(&j, &p->shim, &jc);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: journal %s: %s\n", p->cfg.journal, ss_strerror(rc));
-        lock_release(&p->lk);
+        gw__lock_release(p);
         return EXIT_STORAGE;
     }
     gw_journal_stats st;
@@ -834,10 +668,10 @@ static int cmd_journal(prog *p)
                           "daemon already holds these numbers)");
     if (st.refused || st.lost) {
         printf("refused changes (newest last):\n");
-        (void)gw_journal_refused_walk(&j, print_refused, NULL);
+        (void)gw_journal_refused_walk(&j, gw__print_refused, NULL);
     }
     gw_journal_free(&j);
-    lock_release(&p->lk);
+    gw__lock_release(p);
     return EXIT_OK;
 }
 
@@ -926,6 +760,8 @@ int main(int argc, char **argv)
     prog p;
     memset(&p, 0, sizeof(p));
     p.lk.fd = -1;
+    p.stop = &stop_requested;
+    p.reload = &reload_requested;
     gw_config_defaults(&p.cfg);
     char msg[256];
     const char *config_file = NULL;
@@ -937,7 +773,7 @@ int main(int argc, char **argv)
     if (config_file) {
         char *text = NULL;
         size_t len = 0;
-        int rc = read_file(config_file, &text, &len);
+        int rc = gw__read_file(config_file, &text, &len);
         if (rc < 0) {
             fprintf(stderr, "sitesync-gw: config %s: %s\n", config_file, strerror(-rc));
             return EXIT_USAGE;
@@ -1002,6 +838,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "sitesync-gw: %s takes no arguments (got \"%s\")\n", cmd, argv[i]);
         return EXIT_USAGE;
     }
+    if (!GW_WITH_RELAY && strcmp(cmd, "relay") == 0)
+        return relay_mode(&p, 0); /* before the journal directory is touched */
     signal(SIGPIPE, SIG_IGN);
     rc = shim_open(&p, p.cfg.journal);
     if (rc == 0) {
@@ -1012,7 +850,7 @@ int main(int argc, char **argv)
         else if (strcmp(cmd, "journal") == 0)
             rc = cmd_journal(&p);
         else if (strcmp(cmd, "relay") == 0)
-            rc = cmd_relay(&p);
+            rc = relay_mode(&p, 0);
         else
             rc = cmd_submit(&p, cmd, argc, argv, i);
     }
