@@ -1,6 +1,6 @@
 /* gw_nbtls.c - non-blocking mbed TLS connections over shim sockets for the
  * relay's single-threaded poll loop: bio callbacks that never wait, a fixed
- * plaintext output buffer, and mbed TLS's rule that a write which returned
+ * plaintext output buffer (allocated on first use), and mbed TLS's rule that a write which returned
  * WANT_WRITE is retried with the same length. */
 #include "gw/tls.h"
 
@@ -59,12 +59,11 @@ int gw_nb_start(gw_nbconn *c, const fws *shim, fws_sock *sock, const mbedtls_ssl
     c->shim = shim;
     c->sock = sock;
     c->started = 1;
-    c->out = ss_malloc(out_cap);
+    /* The plaintext output buffer is allocated on first use: a hub holding
+     * many connections that never finish their handshake (slowloris) then
+     * pays for mbed TLS's record buffers only. */
+    c->out = NULL;
     c->out_cap = out_cap;
-    if (!c->out) {
-        gw_nb_close(c);
-        return SS_ENOMEM;
-    }
     int rc = mbedtls_ssl_setup(&c->ssl, conf);
     if (rc == 0 && hostname)
         rc = mbedtls_ssl_set_hostname(&c->ssl, hostname);
@@ -132,6 +131,8 @@ int gw_nb_queue(gw_nbconn *c, const void *buf, size_t len)
 {
     if (len > c->out_cap - c->out_len)
         return SS_ENOSPC;
+    if (!c->out && (c->out = ss_malloc(c->out_cap)) == NULL)
+        return SS_ENOMEM;
     memcpy(c->out + c->out_len, buf, len);
     c->out_len += len;
     return 0;

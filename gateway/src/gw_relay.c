@@ -20,6 +20,7 @@
 #include <mbedtls/sha256.h>
 
 #include "gw/sync.h"
+#include "gw_relay_penalty.h"
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
@@ -27,7 +28,7 @@
 #include "proto/relay.h"
 
 #define RX_CHUNK     16384
-#define DOWN_OUT_CAP (64u << 10)
+#define DOWN_OUT_CAP (64u << 10) /* max_output_bytes when 0 */
 #define MAX_TOUCH    128
 #define CRL_STORE    "crl.der"
 #define SOFTWARE     "sitesync-gw 0.1.0 relay"
@@ -48,6 +49,8 @@ typedef struct dconn {
     int64_t t0, last_rx;
     int64_t wait_until; /* ST_WAITUP: answer HELLO by then at the latest */
     int close_after_flush;
+    int cut;                   /* output cap reached: closed without waiting for a flush */
+    char akey[GW_PENALTY_KEY]; /* source address, for the penalty box */
     uint32_t touched[MAX_TOUCH];
     int ntouched;
 } dconn;
@@ -109,6 +112,9 @@ struct gw_relay {
     uint64_t sig_refused;
     int64_t last_ckpt;
     fws_pollfd *pfd;
+    gw_penalty *pen; /* failed handshakes per source address */
+    size_t out_cap;  /* max_output_bytes per downstream */
+    uint64_t evicted, output_cuts;
     int fatal;
 };
 
@@ -256,8 +262,16 @@ refuse:
 static int verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     gw_relay *r = arg;
-    (void)crt;
-    (void)depth;
+    if (depth == 0 &&
+        (!(crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) ||
+         mbedtls_x509_crt_check_extended_key_usage(
+             crt, MBEDTLS_OID_CLIENT_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0)) {
+        /* mbed TLS accepts a leaf without any extendedKeyUsage for any
+         * purpose; sitesync certificates always carry one, and a peer must
+         * be a TLS client (clientAuth). Refused in the handshake, so no
+         * application byte of such a peer is ever read. */
+        *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+    }
     if (*flags & MBEDTLS_X509_BADCRL_EXPIRED) {
         int64_t now = fws_mono_ms(r->shim);
         if (!r->cfg.crl_stale_refuse) {
@@ -303,7 +317,26 @@ static int queue_msg(gw_relay *r, gw_nbconn *nb, const ss_msg *m)
     return queue_frame(nb, m->type, 0, r->buf, (size_t)n);
 }
 
-static void queue_error(gw_relay *r, gw_nbconn *nb, int code, const char *origin, uint64_t resume,
+/* A message to a downstream peer. Its output buffer is the cap on what a
+ * peer that does not read can make the hub hold (ACKs, PONGs, ERRORs): a
+ * message that does not fit cuts the connection (flush_all closes it). */
+static void down_msg(gw_relay *r, dconn *c, const ss_msg *m)
+{
+    if (c->cut)
+        return;
+    int rc = queue_msg(r, &c->nb, m);
+    if (rc == SS_ENOSPC) {
+        c->cut = 1;
+        c->close_after_flush = 1;
+        r->output_cuts++;
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=output_cap peer=%s node=%s queued=%zu cap=%zu reason=\"peer does not read "
+                "its ACKs\"",
+                c->addr, c->id.node[0] ? c->id.node : "-", c->nb.out_len, r->out_cap);
+    }
+}
+
+static void queue_error(gw_relay *r, dconn *c, int code, const char *origin, uint64_t resume,
                         const char *msg)
 {
     ss_msg m;
@@ -314,7 +347,7 @@ static void queue_error(gw_relay *r, gw_nbconn *nb, int code, const char *origin
     if (origin)
         snprintf(m.u.error.origin, sizeof(m.u.error.origin), "%s", origin);
     snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", msg);
-    (void)queue_msg(r, nb, &m);
+    down_msg(r, c, &m);
 }
 
 /* ---- downstream -------------------------------------------------------------- */
@@ -334,7 +367,7 @@ static void refuse_peer(gw_relay *r, dconn *c, int code, const char *why)
 {
     fws_log(r->shim, FWS_LOG_WARN, "event=downstream_refused peer=%s node=%s code=%s reason=\"%s\"",
             c->addr, c->id.node[0] ? c->id.node : "-", ss_err_name(code), why);
-    queue_error(r, &c->nb, code, NULL, 0, why);
+    queue_error(r, c, code, NULL, 0, why);
     c->close_after_flush = 1;
 }
 
@@ -346,18 +379,75 @@ static void send_crl_down(gw_relay *r, dconn *c)
         fws_log(r->shim, FWS_LOG_WARN, "event=crl_not_sent peer=%s reason=no_room", c->id.node);
 }
 
+/* A free slot, or else the one of the oldest connection still in its TLS
+ * handshake: with every slot taken by peers that never finish a handshake
+ * (slowloris), a new connection evicts the one that has had the longest
+ * chance, so the hub keeps serving; a connection past its handshake (an
+ * authenticated peer) is never evicted. NULL if all are past it. */
+static dconn *free_slot(gw_relay *r, const char *addr)
+{
+    dconn *oldest = NULL;
+    for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+        dconn *c = &r->conns[i];
+        if (c->state == ST_FREE)
+            return c;
+        if (c->state == ST_HS && !c->close_after_flush && (!oldest || c->t0 < oldest->t0))
+            oldest = c;
+    }
+    if (!oldest)
+        return NULL;
+    r->evicted++;
+    fws_log(r->shim, FWS_LOG_INFO,
+            "event=conn_evicted peer=%s age_ms=%" PRId64
+            " for=%s max_conns=%u evicted_total=%" PRIu64,
+            oldest->addr, fws_mono_ms(r->shim) - oldest->t0, addr, r->cfg.max_conns, r->evicted);
+    dconn_close(r, oldest, "evicted");
+    return oldest;
+}
+
+/* The penalty box at accept: an address that failed too many handshakes is
+ * closed before any TLS work (that work is what it would cost us). Only the
+ * first refusal of each penalty is a warning, so a flood does not flood the
+ * log. Returns 1 if refused. */
+static int penalised(gw_relay *r, const char *akey, const char *addr)
+{
+    uint32_t nref = 0;
+    int64_t left = gw_penalty_check(r->pen, akey, fws_mono_ms(r->shim), &nref);
+    if (left <= 0)
+        return 0;
+    fws_log(r->shim, nref == 1 ? FWS_LOG_WARN : FWS_LOG_DEBUG,
+            "event=conn_refused addr=%s peer=%s reason=penalised remaining_ms=%" PRId64
+            " refused=%u",
+            akey, addr, left, nref);
+    return 1;
+}
+
+/* Counts a failed handshake against the peer's address (see gw_relay_penalty.c). */
+static void note_bad_handshake(gw_relay *r, dconn *c)
+{
+    uint32_t fails = 0;
+    if (c->akey[0] && gw_penalty_fail(r->pen, c->akey, fws_mono_ms(r->shim), &fails) == 1)
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=addr_penalised addr=%s failures=%u window_ms=%u penalty_ms=%u "
+                "penalised_total=%" PRIu64,
+                c->akey, r->pen->limit, r->pen->window_ms, r->pen->penalty_ms, r->pen->penalised);
+}
+
 static void accept_new(gw_relay *r)
 {
-    for (int k = 0; k < 16; k++) {
+    for (int k = 0; k < 64; k++) {
         fws_sock *s = NULL;
-        char addr[64];
+        char addr[64], akey[GW_PENALTY_KEY];
         int rc = fws_accept(r->shim, r->listener, &s, addr, sizeof(addr));
         if (rc < 0)
             return;
-        dconn *c = NULL;
-        for (uint32_t i = 0; i < r->cfg.max_conns && !c; i++)
-            if (r->conns[i].state == ST_FREE)
-                c = &r->conns[i];
+        if (gw_penalty_key(addr, akey, sizeof(akey)) < 0)
+            akey[0] = '\0';
+        if (akey[0] && penalised(r, akey, addr)) {
+            fws_sock_close(r->shim, s);
+            continue;
+        }
+        dconn *c = free_slot(r, addr);
         if (!c) {
             fws_log(r->shim, FWS_LOG_WARN, "event=downstream_busy peer=%s max_conns=%u", addr,
                     r->cfg.max_conns);
@@ -365,9 +455,10 @@ static void accept_new(gw_relay *r)
             continue;
         }
         memset(c, 0, sizeof(*c));
-        if (gw_nb_start(&c->nb, r->shim, s, &r->sconf, NULL, DOWN_OUT_CAP) < 0)
+        if (gw_nb_start(&c->nb, r->shim, s, &r->sconf, NULL, r->out_cap) < 0)
             continue;
         snprintf(c->addr, sizeof(c->addr), "%s", addr);
+        memcpy(c->akey, akey, sizeof(akey));
         ss_fdec_init(&c->dec, r->cfg.max_frame + 1024);
         c->state = ST_HS;
         c->t0 = c->last_rx = fws_mono_ms(r->shim);
@@ -430,10 +521,9 @@ static void send_welcome(gw_relay *r, dconn *c, ss_oseq *cs, int n)
     w.u.welcome.window = r->cfg.window;
     w.u.welcome.ncommitted = n;
     w.u.welcome.committed = cs;
-    if (queue_msg(r, &c->nb, &w) < 0) {
-        refuse_peer(r, c, SS_ELIMIT, "WELCOME does not fit the output buffer");
-        return;
-    }
+    down_msg(r, c, &w);
+    if (c->cut)
+        return; /* WELCOME larger than max_output_bytes: logged by down_msg */
     c->state = ST_ACTIVE;
     c->last_rx = fws_mono_ms(r->shim);
     if (c->id.role == SS_ROLE_RELAY)
@@ -450,7 +540,9 @@ static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
         return;
     }
     if (ss_msg_decode(f->type, f->payload, f->len, &m, &verr) < 0) {
-        refuse_peer(r, c, verr.code ? verr.code : SS_EPROTO, "bad HELLO");
+        char why[200];
+        snprintf(why, sizeof(why), "bad HELLO: %s", verr.msg[0] ? verr.msg : "undecodable");
+        refuse_peer(r, c, verr.code ? verr.code : SS_EPROTO, why);
         return;
     }
     if (strcmp(m.u.hello.node, c->id.node) != 0 || m.u.hello.role != c->id.role) {
@@ -458,6 +550,8 @@ static void on_hello(gw_relay *r, dconn *c, const ss_frame *f)
         refuse_peer(r, c, SS_EAUTH, "HELLO does not match the certificate");
         return;
     }
+    fws_log(r->shim, FWS_LOG_INFO, "event=downstream_hello peer=%s node=%s origins=%d", c->addr,
+            c->id.node, m.u.hello.norigins);
     int n = 1 + (c->id.role == SS_ROLE_RELAY ? m.u.hello.norigins : 0);
     if (c->id.role == SS_ROLE_GATEWAY && gw_hubj_origin(&r->hj, c->id.node, 0) < 0 &&
         r->up.state != UP_DOWN && gw_hubj_origin(&r->hj, c->id.node, 1) >= 0) {
@@ -617,14 +711,42 @@ static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
         m.u.error.seq = env.first_seq;
         snprintf(m.u.error.origin, sizeof(m.u.error.origin), "%s", env.origin);
         snprintf(m.u.error.message, sizeof(m.u.error.message), "%s", why);
-        (void)queue_msg(r, &c->nb, &m);
+        down_msg(r, c, &m);
+        if (c->id.role != SS_ROLE_RELAY)
+            c->close_after_flush = 1;
+        return;
+    }
+    /* The body's structure, as the daemon will judge it (strict JSON: no
+     * duplicate key, bounded depth; an array of `count` changes with their
+     * sequence numbers): an envelope the daemon would refuse as a whole is
+     * refused here, before it takes its sequence numbers in the hub journal
+     * (stored, it would become a hole upstream the hub could never fill).
+     * Schema faults of single changes are the daemon's to refuse and audit. */
+    ss_body *body = NULL;
+    ss_verr verr;
+    memset(&verr, 0, sizeof(verr));
+    rc = ss_body_parse(&env, &body, &verr);
+    ss_body_free(body);
+    if (rc < 0) {
+        fws_log(r->shim, FWS_LOG_WARN,
+                "event=envelope_refused peer=%s origin=%s seq=%" PRIu64 " code=%s reason=\"%s\"",
+                c->id.node, env.origin, env.first_seq, ss_err_name(rc), verr.msg);
+        ss_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = SS_FRAME_ERROR;
+        m.u.error.code = rc;
+        m.u.error.seq = env.first_seq;
+        snprintf(m.u.error.origin, sizeof(m.u.error.origin), "%s", env.origin);
+        snprintf(m.u.error.message, sizeof(m.u.error.message), "bad envelope body: %s",
+                 verr.msg[0] ? verr.msg : ss_strerror(rc));
+        down_msg(r, c, &m);
         if (c->id.role != SS_ROLE_RELAY)
             c->close_after_flush = 1;
         return;
     }
     rc = gw_hubj_origin(&r->hj, env.origin, 1);
     if (rc < 0) {
-        queue_error(r, &c->nb, SS_ELIMIT, env.origin, 0, "too many origins at this hub");
+        queue_error(r, c, SS_ELIMIT, env.origin, 0, "too many origins at this hub");
         return;
     }
     uint32_t o = (uint32_t)rc;
@@ -638,7 +760,7 @@ static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
                 "event=origin_resumes_here origin=%s first=%" PRIu64 " had=%" PRIu64, env.origin,
                 env.first_seq, have);
     } else if (env.first_seq > have + 1) {
-        queue_error(r, &c->nb, SS_EGAP, env.origin, have + 1, "gap: resume from resume");
+        queue_error(r, c, SS_EGAP, env.origin, have + 1, "gap: resume from resume");
         return;
     }
     if (last > have) {
@@ -649,13 +771,13 @@ static void on_batch(gw_relay *r, dconn *c, const ss_frame *f)
         if (c->id.role == SS_ROLE_RELAY) {
             if (ss_route_push(&route, c->id.node) < 0 ||
                 (rl = ss_route_write(rbuf, sizeof(rbuf), &route)) < 0) {
-                queue_error(r, &c->nb, SS_ELIMIT, env.origin, 0, "route too long");
+                queue_error(r, c, SS_ELIMIT, env.origin, 0, "route too long");
                 return;
             }
         }
         rc = gw_hubj_append(&r->hj, o, env.first_seq, env.count, rbuf, (size_t)rl, envp, envl);
         if (rc < 0) {
-            queue_error(r, &c->nb, rc, env.origin, 0, ss_strerror(rc));
+            queue_error(r, c, rc, env.origin, 0, ss_strerror(rc));
             if (rc != SS_EFULL && rc != SS_EOVERSIZE) {
                 c->close_after_flush = 1;
                 if (r->hj.broken)
@@ -683,12 +805,27 @@ static void on_frame(gw_relay *r, dconn *c, const ss_frame *f)
     }
     ss_msg m;
     ss_verr verr;
-    if (f->type != SS_FRAME_PING && f->type != SS_FRAME_PONG && f->type != SS_FRAME_BYE) {
+    memset(&verr, 0, sizeof(verr));
+    if (f->type != SS_FRAME_PING && f->type != SS_FRAME_PONG && f->type != SS_FRAME_BYE &&
+        f->type != SS_FRAME_ERROR) {
         refuse_peer(r, c, SS_EPROTO, "unexpected frame");
         return;
     }
     if (ss_msg_decode(f->type, f->payload, f->len, &m, &verr) < 0) {
-        refuse_peer(r, c, SS_EPROTO, "bad control frame");
+        /* The decoder's own code (malformed_json, duplicate_key, too_deep,
+         * ...) tells the peer what was wrong, as the daemon does. */
+        char why[200];
+        snprintf(why, sizeof(why), "bad %s: %s", ss_frame_type_name(f->type),
+                 verr.msg[0] ? verr.msg : "undecodable");
+        refuse_peer(r, c, verr.code ? verr.code : SS_EPROTO, why);
+        return;
+    }
+    if (m.type == SS_FRAME_ERROR) {
+        /* A downstream that gives up says why; the session ends. */
+        fws_log(r->shim, FWS_LOG_WARN, "event=peer_error peer=%s node=%s code=%s", c->addr,
+                c->id.node, ss_err_name(m.u.error.code));
+        c->close_after_flush = 1;
+        ss_msg_free(&m);
         return;
     }
     if (m.type == SS_FRAME_PING) {
@@ -696,7 +833,7 @@ static void on_frame(gw_relay *r, dconn *c, const ss_frame *f)
         memset(&p, 0, sizeof(p));
         p.type = SS_FRAME_PONG;
         p.u.ping.nonce = m.u.ping.nonce;
-        (void)queue_msg(r, &c->nb, &p);
+        down_msg(r, c, &p);
     } else if (m.type == SS_FRAME_BYE) {
         c->close_after_flush = 1;
     }
@@ -736,12 +873,25 @@ static void dconn_step(gw_relay *r, dconn *c, int readable)
 {
     int64_t now = fws_mono_ms(r->shim);
     if (c->state == ST_HS) {
+        /* Only a connection with something to read (or to write) steps its
+         * handshake: with a thousand silent ones held open, trying each at
+         * every turn would cost a system call apiece per turn. */
+        if (!readable) {
+            if (now - c->t0 > (int64_t)r->cfg.handshake_timeout_ms)
+                dconn_close(r, c, "handshake_timeout");
+            return;
+        }
         int rc = gw_nb_handshake(&c->nb);
         if (rc < 0) {
             fws_log(r->shim, FWS_LOG_WARN,
                     "event=downstream_refused peer=%s code=%s reason=\"TLS handshake failed "
                     "(certificate, revocation or protocol)\"",
                     c->addr, ss_err_name(rc));
+            /* A peer that just went away is not a failed handshake: plain
+             * connect-and-close from an honest address must not be
+             * penalised. */
+            if (rc != SS_ECLOSED)
+                note_bad_handshake(r, c);
             dconn_close(r, c, "handshake");
             return;
         }
@@ -772,7 +922,7 @@ static void dconn_step(gw_relay *r, dconn *c, int readable)
 
 static void send_acks(gw_relay *r, dconn *c)
 {
-    if (c->ntouched == 0 || c->state == ST_FREE)
+    if (c->ntouched == 0 || c->state == ST_FREE || c->cut)
         return;
     ss_oseq acks[MAX_TOUCH];
     ss_msg m;
@@ -785,10 +935,8 @@ static void send_acks(gw_relay *r, dconn *c)
     }
     m.u.ack.nacks = c->ntouched;
     m.u.ack.acks = acks;
-    if (queue_msg(r, &c->nb, &m) < 0)
-        fws_log(r->shim, FWS_LOG_WARN, "event=ack_deferred peer=%s", c->id.node);
-    else
-        c->ntouched = 0;
+    down_msg(r, c, &m);
+    c->ntouched = 0;
 }
 
 /* ---- upstream ---------------------------------------------------------------- */
@@ -1306,6 +1454,7 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
     memset(r, 0, sizeof(*r));
     r->shim = shim;
     r->cfg = *cfg;
+    r->out_cap = cfg->max_output_bytes ? cfg->max_output_bytes : DOWN_OUT_CAP;
     mbedtls_ssl_config_init(&r->sconf);
     mbedtls_ctr_drbg_init(&r->drbg);
     mbedtls_x509_crt_init(&r->ca);
@@ -1342,8 +1491,9 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
         r->buf_cap = (size_t)cfg->hub.max_envelope + 65536;
         r->buf = ss_malloc(r->buf_cap);
         r->pfd = ss_malloc(sizeof(fws_pollfd) * (cfg->max_conns + 2));
+        r->pen = ss_malloc(sizeof(gw_penalty));
         if (!r->conns || !r->cursor || !r->gap_resume || !r->blocked || !r->up.in_o ||
-            !r->up.in_last || !r->buf || !r->pfd || !r->poisoned || !r->certs)
+            !r->up.in_last || !r->buf || !r->pfd || !r->poisoned || !r->certs || !r->pen)
             rc = SS_ENOMEM;
         else {
             memset(r->conns, 0, sizeof(dconn) * cfg->max_conns);
@@ -1352,6 +1502,10 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
             memset(r->blocked, 0, mo);
             memset(r->poisoned, 0, mo);
             memset(r->certs, 0, sizeof(certent) * CERT_CACHE);
+            uint64_t seed = 0;
+            (void)fws_entropy(shim, (uint8_t *)&seed, sizeof(seed));
+            gw_penalty_init(r->pen, cfg->bad_handshake_limit, cfg->bad_handshake_window_ms,
+                            cfg->bad_handshake_penalty_ms, seed);
         }
     }
     if (rc == 0)
@@ -1411,6 +1565,7 @@ void gw_relay_destroy(gw_relay *r)
     ss_free(r->up.in_last);
     ss_free(r->buf);
     ss_free(r->pfd);
+    ss_free(r->pen);
     ss_free(r);
 }
 
@@ -1422,6 +1577,10 @@ static void flush_all(gw_relay *r)
         dconn *c = &r->conns[i];
         if (c->state == ST_FREE || (c->state == ST_HS && !c->close_after_flush))
             continue;
+        if (c->cut) {
+            dconn_close(r, c, "output_cap");
+            continue;
+        }
         int rc = gw_nb_flush(&c->nb);
         if (rc < 0)
             dconn_close(r, c, "write");

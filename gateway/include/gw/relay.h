@@ -56,7 +56,7 @@ typedef struct gw_relay_config {
     int crl_stale_refuse; /* 1: refuse downstream handshakes while the CRL is stale */
     /* Failed downstream TLS handshakes per source address: past limit within
      * window_ms the address is refused at accept for penalty_ms (limit 0:
-     * off). See gw_penalty.h. */
+     * off). See gateway/src/gw_relay_penalty.c. */
     uint32_t bad_handshake_limit, bad_handshake_window_ms, bad_handshake_penalty_ms;
     /* Bytes queued for one downstream peer (ACK, PONG, ERROR) that it has not
      * read: past it the connection is cut (event=output_cap). 0: 64 KiB. */
