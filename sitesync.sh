@@ -106,6 +106,17 @@ test_all() {
     say "test suite (normal build)"
     run_ctest "$BUILD"
 
+    # The site firmware configuration (no relay mode, no hub code): built
+    # for real once, then checked against the normal build's binaries.
+    local site=${BUILD}-site
+    stage "site firmware build (SITESYNC_GW_RELAY=OFF)"
+    say "site gateway build without relay mode ($site)"
+    BUILD_TARGET=sitesync-gw configure_build "$site" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DSITESYNC_WERROR=ON -DSITESYNC_GW_RELAY=OFF -DSITESYNC_TESTS=OFF
+    bash "$ROOT/tests/gwsite/site_build.sh" "$site/gateway/sitesync-gw" \
+        "$BUILD/gateway/sitesync-gw" "$BUILD/daemon/sitesyncd" "$BUILD/daemon/sitesync-admin" \
+        "$BUILD/pki/sitesync-pki"
+
     local asan=${BUILD}-asan
     stage "ASan+UBSan build + test suite"
     say "test suite under AddressSanitizer + UndefinedBehaviorSanitizer ($asan)"
