@@ -379,30 +379,40 @@ static void send_crl_down(gw_relay *r, dconn *c)
         fws_log(r->shim, FWS_LOG_WARN, "event=crl_not_sent peer=%s reason=no_room", c->id.node);
 }
 
-/* A free slot, or else the one of the oldest connection still in its TLS
- * handshake: with every slot taken by peers that never finish a handshake
- * (slowloris), a new connection evicts the one that has had the longest
- * chance, so the hub keeps serving; a connection past its handshake (an
- * authenticated peer) is never evicted. NULL if all are past it. */
+/* A free slot, or else the slot of a connection still in its TLS handshake:
+ * with every slot taken by peers that never finish one (slowloris), a new
+ * connection evicts the one that has had the longest chance, so the hub
+ * keeps serving. Peers that have not yet delivered a whole ClientHello (the
+ * silent and the byte-tricklers) go first: an honest client sends its hello
+ * at once, so under a fast reconnecting swarm its handshake is not evicted
+ * by the swarm's churn. A connection past its handshake (an authenticated
+ * peer) is never evicted. NULL if all are past it. */
 static dconn *free_slot(gw_relay *r, const char *addr)
 {
-    dconn *oldest = NULL;
+    dconn *oldest = NULL, *oldest_idle = NULL;
     for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
         dconn *c = &r->conns[i];
         if (c->state == ST_FREE)
             return c;
-        if (c->state == ST_HS && !c->close_after_flush && (!oldest || c->t0 < oldest->t0))
+        if (c->state != ST_HS || c->close_after_flush)
+            continue;
+        if (!oldest || c->t0 < oldest->t0)
             oldest = c;
+        if (c->nb.ssl.state <= MBEDTLS_SSL_CLIENT_HELLO &&
+            (!oldest_idle || c->t0 < oldest_idle->t0))
+            oldest_idle = c;
     }
-    if (!oldest)
+    dconn *v = oldest_idle ? oldest_idle : oldest;
+    if (!v)
         return NULL;
     r->evicted++;
     fws_log(r->shim, FWS_LOG_INFO,
-            "event=conn_evicted peer=%s age_ms=%" PRId64
-            " for=%s max_conns=%u evicted_total=%" PRIu64,
-            oldest->addr, fws_mono_ms(r->shim) - oldest->t0, addr, r->cfg.max_conns, r->evicted);
-    dconn_close(r, oldest, "evicted");
-    return oldest;
+            "event=conn_evicted peer=%s age_ms=%" PRId64 " hello=%s for=%s max_conns=%u "
+            "evicted_total=%" PRIu64,
+            v->addr, fws_mono_ms(r->shim) - v->t0, v == oldest_idle ? "incomplete" : "received",
+            addr, r->cfg.max_conns, r->evicted);
+    dconn_close(r, v, "evicted");
+    return v;
 }
 
 /* The penalty box at accept: an address that failed too many handshakes is
@@ -433,9 +443,13 @@ static void note_bad_handshake(gw_relay *r, dconn *c)
                 c->akey, r->pen->limit, r->pen->window_ms, r->pen->penalty_ms, r->pen->penalised);
 }
 
+/* Drains the listen backlog (up to 256 a turn): a turn can take tens of
+ * milliseconds of handshake crypto, and a backlog left full makes the kernel
+ * drop SYNs, honest ones included, which then wait a second to retry. An
+ * accept that a flood wastes costs far less than that. */
 static void accept_new(gw_relay *r)
 {
-    for (int k = 0; k < 64; k++) {
+    for (int k = 0; k < 256; k++) {
         fws_sock *s = NULL;
         char addr[64], akey[GW_PENALTY_KEY];
         int rc = fws_accept(r->shim, r->listener, &s, addr, sizeof(addr));
