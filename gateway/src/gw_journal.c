@@ -13,8 +13,10 @@
 #include "proto/err.h"
 #include "internal.h"
 
+/* SCRATCH: chunk size for CRC and resync scans; the scratch buffer holds two
+ * (a resync checks entries while it scans). */
 #define CKPT_LEN     92u
-#define SCRATCH      4096u /* chunk size for CRC and resync scans */
+#define SCRATCH      2048u
 #define SEG_PREFIX   "seg-"
 #define SEG_SUFFIX   ".log"
 #define SEG_NAME_LEN 24    /* "seg-" + 16 hex + ".log" */
@@ -25,7 +27,7 @@
 #define REFUSED_LOG        "refused.log"
 #define REFUSED_OLD        "refused.old.log"
 #define REFUSED_LINE_MAX   1536
-#define REFUSED_CHANGE_MAX 1024
+#define REFUSED_CHANGE_MAX GW_REFUSED_CHANGE_MAX
 
 void gw_journal_config_default(gw_journal_config *c)
 {
@@ -439,6 +441,7 @@ static void reader_close(gw_journal *j)
     if (j->rfile && j->rfile != j->tail)
         fws_close(j->shim, j->rfile);
     j->rfile = NULL;
+    j->cur_valid = 0;
 }
 
 /* Removes segments whose every sequence is acknowledged, oldest first. The
@@ -804,9 +807,66 @@ static int lost(gw_journal *j, uint64_t seq, const char *why)
     return SS_ECORRUPT;
 }
 
-int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *len)
+/* Points the read cursor at the start of segment si (the tail's open file,
+ * or the segment opened by name). Returns 0 or a shim error. */
+static int reader_open(gw_journal *j, uint32_t si)
 {
-    if (!j || !j->open || !buf || !len)
+    gw_jseg *s = &j->segs[si];
+    reader_close(j);
+    if (si == j->nsegs - 1 && j->tail) {
+        j->rfile = j->tail;
+    } else {
+        char name[SEG_NAME_LEN + 1];
+        seg_name(name, sizeof(name), s->first);
+        int rc = fws_open(j->shim, name, 0, &j->rfile);
+        if (rc < 0) {
+            j->rfile = NULL;
+            return rc;
+        }
+    }
+    j->rseg = si;
+    j->rfirst = s->first;
+    j->roff = 0;
+    j->rseq = s->first;
+    return 0;
+}
+
+/* Reads the payload of the entry at off whose header h (raw bytes) was just
+ * read: its first min(len, cap) bytes into buf, the rest only through the
+ * scratch buffer, the CRC over all of it. Returns 1 valid, 0 bad CRC, <0 I/O
+ * error. */
+static int payload_read(gw_journal *j, uint64_t off, const ehdr *h,
+                        const uint8_t raw[GW_JOURNAL_ENTRY_HDR], uint8_t *buf, size_t cap)
+{
+    uint32_t crc = gw_crc32c(0, raw, 24);
+    uint64_t pos = off + GW_JOURNAL_ENTRY_HDR;
+    size_t head = h->len < cap ? h->len : cap;
+    if (head > 0) {
+        int rc = fws_read_full(j->shim, j->rfile, pos, buf, head);
+        if (rc < 0)
+            return gw__map_fws(rc);
+        crc = gw_crc32c(crc, buf, head);
+        pos += head;
+    }
+    uint32_t left = h->len - (uint32_t)head;
+    while (left > 0) {
+        size_t n = left < SCRATCH ? left : SCRATCH;
+        int rc = fws_read_full(j->shim, j->rfile, pos, j->scan, n);
+        if (rc < 0)
+            return gw__map_fws(rc);
+        crc = gw_crc32c(crc, j->scan, n);
+        pos += n;
+        left -= (uint32_t)n;
+    }
+    return crc == h->crc;
+}
+
+/* gw_journal_read and gw_journal_read_head: an entry whose header says it
+ * is longer than max is refused with SS_ENOSPC (cursor unmoved) before its
+ * CRC is looked at; otherwise its first min(len, cap) bytes go to buf. */
+static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max, size_t *len)
+{
+    if (!j || !j->open || !len || (!buf && cap > 0))
         return SS_EINVAL;
     if (j->broken)
         return j->broken;
@@ -818,22 +878,9 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
     gw_jseg *s = &j->segs[si];
     int rc;
     if (!j->rfile || j->rfirst != s->first || j->rseq > seq) {
-        reader_close(j);
-        if ((uint32_t)si == j->nsegs - 1 && j->tail) {
-            j->rfile = j->tail;
-        } else {
-            char name[SEG_NAME_LEN + 1];
-            seg_name(name, sizeof(name), s->first);
-            rc = fws_open(j->shim, name, 0, &j->rfile);
-            if (rc < 0) {
-                j->rfile = NULL;
-                return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : gw__map_fws(rc);
-            }
-        }
-        j->rseg = (uint32_t)si;
-        j->rfirst = s->first;
-        j->roff = 0;
-        j->rseq = s->first;
+        rc = reader_open(j, (uint32_t)si);
+        if (rc < 0)
+            return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : gw__map_fws(rc);
     }
     uint64_t size = s->size;
     if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
@@ -849,29 +896,31 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
             return rc;
         if (rc == 1 && h.seq == j->rseq && h.seq < seq) {
             /* Skipping an entry before the one wanted. Its CRC is checked
-             * here too (the caller's buffer is the scratch space): a length
-             * field damaged upwards would otherwise step into the middle of
-             * later entries and make valid ones look lost. A bad one falls
-             * through to the resync below. */
-            if (h.len <= cap) {
-                rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
-                if (rc < 0)
-                    return gw__map_fws(rc);
-                if (gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len) == h.crc) {
-                    j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
-                    j->rseq++;
-                    continue;
-                }
+             * here too (in scratch-sized chunks, whatever its length): a
+             * length field damaged upwards would otherwise step into the
+             * middle of later entries and make valid ones look lost. A bad
+             * one falls through to the resync below. */
+            ehdr hc;
+            int ok = entry_check(j, j->rfile, j->roff, size, &hc);
+            if (ok < 0)
+                return ok;
+            if (ok == 1) {
+                j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
+                j->rseq++;
+                continue;
             }
         }
         if (rc == 1 && h.seq == seq && h.seq == j->rseq) {
-            if (h.len > cap)
+            if (h.len > max)
                 return SS_ENOSPC;
-            rc = fws_read_full(j->shim, j->rfile, j->roff + GW_JOURNAL_ENTRY_HDR, buf, h.len);
+            rc = payload_read(j, j->roff, &h, raw, buf, cap);
             if (rc < 0)
-                return gw__map_fws(rc);
-            uint32_t crc = gw_crc32c(gw_crc32c(0, raw, 24), buf, h.len);
-            if (crc == h.crc) {
+                return rc;
+            if (rc == 1) {
+                j->cur_first = j->rfirst;
+                j->cur_off = j->roff + GW_JOURNAL_ENTRY_HDR;
+                j->cur_len = h.len;
+                j->cur_valid = 1;
                 j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
                 j->rseq++;
                 j->rhlc = h.hlc;
@@ -904,6 +953,62 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
         if (h.seq > seq)
             return lost(j, seq, "crc");
     }
+}
+
+int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *len)
+{
+    if (!buf)
+        return SS_EINVAL;
+    return read_entry(j, seq, buf, cap, cap, len);
+}
+
+int gw_journal_read_head(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max,
+                         size_t *len)
+{
+    return read_entry(j, seq, buf, cap, max, len);
+}
+
+int gw_journal_read_more(gw_journal *j, size_t off, void *buf, size_t n)
+{
+    if (!j || !j->open || (!buf && n > 0))
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    /* The entry must still be the one the cursor's file holds: any read of
+     * another segment, a reclaim or an append that replaced the tail file
+     * ends it. */
+    if (!j->cur_valid || !j->rfile || j->rfirst != j->cur_first || off > j->cur_len ||
+        n > j->cur_len - off)
+        return SS_EINVAL;
+    int rc = fws_read_full(j->shim, j->rfile, j->cur_off + off, buf, n);
+    return rc < 0 ? gw__map_fws(rc) : 0;
+}
+
+void gw_journal_mark(const gw_journal *j, gw_jmark *m)
+{
+    m->valid = j->rfile != NULL;
+    m->first = j->rfirst;
+    m->off = j->roff;
+    m->seq = j->rseq;
+}
+
+void gw_journal_rewind(gw_journal *j, const gw_jmark *m)
+{
+    if (!m->valid) {
+        reader_close(j);
+        return;
+    }
+    if (!j->rfile || j->rfirst != m->first) {
+        int64_t si = find_seg(j, m->first);
+        /* Gone (reclaimed) or not openable: the next read starts over from
+         * its segment's beginning and reports what it finds. */
+        if (si < 0 || j->segs[si].first != m->first || reader_open(j, (uint32_t)si) < 0) {
+            reader_close(j);
+            return;
+        }
+    }
+    j->roff = m->off;
+    j->rseq = m->seq;
 }
 
 /* ---- epoch confirmation and renumbering ----------------------------------- */

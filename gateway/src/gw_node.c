@@ -22,10 +22,9 @@ int gw_node_open(gw_node *n, const fws *shim, const ss_ident *id, const gw_journ
         return SS_EIDENT;
     n->shim = shim;
     n->ident = *id;
+    /* The encode buffer is allocated by the first submission: a sync never
+     * needs it, and its heap peak is the gateway's tightest budget. */
     n->ebuf_cap = (size_t)jc->entry_max + 1;
-    n->ebuf = ss_malloc(n->ebuf_cap);
-    if (!n->ebuf)
-        return SS_ENOMEM;
     int rc = gw_journal_open(&n->journal, shim, jc);
     if (rc < 0) {
         gw_node_free(n);
@@ -103,6 +102,11 @@ int gw_node_submit(gw_node *n, ss_change *ch, ss_verr *err)
     int rc = ss_change_validate(ch, err);
     if (rc < 0)
         return rc;
+    if (!n->ebuf) {
+        n->ebuf = ss_malloc(n->ebuf_cap);
+        if (!n->ebuf)
+            return ss_verr_set(err, SS_ENOMEM, "", "no memory to encode the change");
+    }
     rc = ss_change_encode(ch, n->ebuf, n->ebuf_cap);
     /* 16 bytes stay free so that a renumber (after a storage loss) can give
      * the entry a longer sequence number without passing entry_max. */

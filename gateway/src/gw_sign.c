@@ -108,10 +108,30 @@ size_t gw_sign_reserve(const gw_signer *s)
     return ss_sig_trailer_len(s->cert_len, SS_SIG_DER_MAX);
 }
 
+int gw_sign_hash(gw_signer *s, const uint8_t hash[32], uint8_t *sig, size_t cap)
+{
+    size_t sig_len = 0;
+    if (!s || !s->setup_done || !hash || !sig)
+        return SS_EINVAL;
+    if (cap < MBEDTLS_PK_SIGNATURE_MAX_SIZE)
+        return SS_ENOSPC;
+    /* Deterministic ECDSA (RFC 6979 in Debian's mbed TLS build): the same
+     * region always gets the same signature, the DRBG only blinds. */
+    int rc = mbedtls_pk_sign(&s->key, MBEDTLS_MD_SHA256, hash, 32, sig, &sig_len,
+                             mbedtls_ctr_drbg_random, &s->drbg);
+    if (rc != 0) {
+        log_mbed(s->shim, "sign", rc);
+        return SS_EIO;
+    }
+    if (sig_len < 8 || sig_len > SS_SIG_DER_MAX)
+        return SS_ESIG;
+    s->signatures++;
+    return (int)sig_len;
+}
+
 int gw_sign_envelope(gw_signer *s, uint8_t *env, size_t signed_len, size_t cap)
 {
     uint8_t hash[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
-    size_t sig_len = 0;
     if (!s || !s->setup_done || !env || signed_len < SS_ENV_FIXED_LEN + 1 ||
         env[0] != SS_ENV_VERSION || (env[1] & ~SS_ENV_FLAGS_MASK) != 0)
         return SS_EPROTO;
@@ -121,19 +141,20 @@ int gw_sign_envelope(gw_signer *s, uint8_t *env, size_t signed_len, size_t cap)
      * nobody can strip the signature and pass the envelope as unsigned. */
     env[1] |= SS_ENV_FLAG_SIGNED;
     int rc = mbedtls_sha256_ret(env, signed_len, hash, 0);
-    if (rc == 0)
-        rc = mbedtls_pk_sign(&s->key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &sig_len,
-                             mbedtls_ctr_drbg_random, &s->drbg);
     if (rc != 0) {
         env[1] &= (uint8_t)~SS_ENV_FLAG_SIGNED;
-        log_mbed(s->shim, "sign", rc);
+        log_mbed(s->shim, "sha256", rc);
         return SS_EIO;
     }
-    rc = ss_sig_write_trailer(env + signed_len, cap, s->cert_der, s->cert_len, sig, sig_len);
+    rc = gw_sign_hash(s, hash, sig, sizeof(sig));
     if (rc < 0) {
         env[1] &= (uint8_t)~SS_ENV_FLAG_SIGNED;
         return rc;
     }
-    s->signatures++;
+    rc = ss_sig_write_trailer(env + signed_len, cap, s->cert_der, s->cert_len, sig, (size_t)rc);
+    if (rc < 0) {
+        env[1] &= (uint8_t)~SS_ENV_FLAG_SIGNED;
+        return rc;
+    }
     return rc;
 }

@@ -9,12 +9,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <mbedtls/sha256.h>
+
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
 #include "proto/relay.h"
 
-#define RX_CHUNK 4096
+#define RX_CHUNK 1024 /* the daemon sends small frames; mbed TLS holds the record */
+/* The output buffer: every frame goes out through it, a BATCH in pieces of
+ * this size (one TLS record each), so no buffer ever holds a whole frame. */
+#define TX_CHUNK GW_SYNC_TX_CHUNK
 #define SOFTWARE "sitesync-gw 0.1.0"
 
 void gw_sync_config_default(gw_sync_config *c)
@@ -43,10 +48,8 @@ int gw_sync_setup(gw_sync *s, const gw_sync_config *cfg)
         cfg->backoff_min_ms < 1 || cfg->backoff_max_ms < cfg->backoff_min_ms)
         return SS_EINVAL;
     s->cfg = *cfg;
-    s->buf_cap = (size_t)cfg->max_frame + SS_FRAME_HEADER_LEN;
-    s->buf = ss_malloc(s->buf_cap);
     s->inflight = ss_malloc(sizeof(uint64_t) * 2 * cfg->window);
-    if (!s->buf || !s->inflight) {
+    if (!s->inflight) {
         gw_sync_free(s);
         return SS_ENOMEM;
     }
@@ -59,9 +62,7 @@ void gw_sync_free(gw_sync *s)
 {
     if (!s)
         return;
-    ss_free(s->buf);
     ss_free(s->inflight);
-    s->buf = NULL;
     s->inflight = NULL;
     if (s->setup_done)
         ss_fdec_free(&s->dec);
@@ -106,6 +107,8 @@ typedef struct sess {
     int64_t last_rx;
     uint8_t rx[RX_CHUNK];
     size_t rx_off, rx_len;
+    uint8_t tx[TX_CHUNK]; /* output not yet handed to the link */
+    size_t tx_len;
 } sess;
 
 static int fail(sess *x, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -121,12 +124,47 @@ static int fail(sess *x, int err, const char *fmt, ...)
     return err;
 }
 
+/* Hands the buffered output to the link. Returns 0 or the link's error. */
+static int out_flush(sess *x)
+{
+    if (x->tx_len == 0)
+        return 0;
+    size_t n = x->tx_len;
+    x->tx_len = 0;
+    return x->st->ops->send(x->st->ctx, x->tx, n, x->s->cfg.io_timeout_ms);
+}
+
+/* Queues n bytes, sending every full buffer; sha (optional) hashes them on
+ * the way. Returns 0 or the link's error. */
+static int out_put(sess *x, const void *p, size_t n, mbedtls_sha256_context *sha)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        size_t k = TX_CHUNK - x->tx_len;
+        if (k > n)
+            k = n;
+        memcpy(x->tx + x->tx_len, b, k);
+        if (sha)
+            (void)mbedtls_sha256_update_ret(sha, b, k); /* cannot fail in software */
+        x->tx_len += k;
+        b += k;
+        n -= k;
+        if (x->tx_len == TX_CHUNK) {
+            int rc = out_flush(x);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 static int send_msg(sess *x, const ss_msg *m)
 {
-    int len = ss_msg_encode_frame(m, x->s->buf, x->s->buf_cap);
+    int len = ss_msg_encode_frame(m, x->tx, sizeof(x->tx));
     if (len < 0)
         return fail(x, len, "cannot encode %s", ss_frame_type_name(m->type));
-    int rc = x->st->ops->send(x->st->ctx, x->s->buf, (size_t)len, x->s->cfg.io_timeout_ms);
+    x->tx_len = (size_t)len;
+    int rc = out_flush(x);
     if (rc < 0)
         return fail(x, rc, "send %s: %s", ss_frame_type_name(m->type), ss_strerror(rc));
     return 0;
@@ -162,84 +200,253 @@ static int recv_frame(sess *x, uint32_t timeout_ms, ss_frame *f)
     }
 }
 
-/* Builds one envelope from pending journal entries, in place after room for
- * the frame and envelope headers: the body is "[" e1 "," e2 ... "]" with each
- * entry's bytes exactly as journaled, so nothing is re-serialised. */
-static int send_batch(sess *x)
+/* ---- BATCH: one envelope streamed from the journal --------------------------
+ *
+ * The envelope is never assembled in memory. Its frame header comes first on
+ * the wire and holds the whole length, signature trailer included, and the
+ * DER signature's length is only known once the signed region has been
+ * hashed; the envelope header (inside the signed region) holds the body
+ * length. So the same run of journal entries is read in three passes, each
+ * from the same saved journal cursor (gw_journal_mark/rewind):
+ *   1. size: which entries fit (max_frame, batch_max), the body length;
+ *   2. hash: SHA-256 of the signed region, then the signature;
+ *   3. send: frame header, envelope header, "[" e1 "," e2 ... "]" with each
+ *      entry's bytes exactly as journaled, the trailer last, all through the
+ *      small output buffer, hashed again on the way.
+ * The bytes are the ones the former assembled envelope had (a test builds
+ * both and compares them). Passes 2 and 3 must meet what pass 1 measured and
+ * pass 3 must hash to what was signed: if storage changed underneath, the
+ * envelope is abandoned before its trailer (the frame stays incomplete, the
+ * link is dropped) and the session fails. */
+
+typedef struct batch {
+    uint64_t first;
+    uint32_t count;
+    uint32_t body_len;
+    uint32_t lost; /* placeholders among the count */
+    gw_jmark mark; /* the cursor before the first entry was looked at */
+} batch;
+
+/* Pass 1. Fills b; b->count 0 means nothing to send. The limit arithmetic is
+ * the assembled envelope's: frame header + envelope header + body within
+ * max_frame + SS_FRAME_HEADER_LEN, less room for the signature trailer. */
+static int batch_size(sess *x, size_t hl, batch *b)
 {
-    const char *origin = x->n->ident.node;
-    size_t hl = ss_envelope_header_len(origin);
-    uint8_t *buf = x->s->buf;
     size_t limit = (size_t)x->max_frame + SS_FRAME_HEADER_LEN;
-    if (limit > x->s->buf_cap)
-        limit = x->s->buf_cap;
-    /* Room for the signature trailer (the certificate and the signature). */
     size_t reserve = x->s->signer ? gw_sign_reserve(x->s->signer) : 0;
+    if (limit < reserve)
+        return fail(x, SS_ECONFIG, "max_frame %u leaves no room for the signature", x->max_frame);
     limit -= reserve;
-    size_t body = SS_FRAME_HEADER_LEN + hl, pos = body;
-    uint64_t first = x->next_send, seq = first, next = gw_journal_next_seq(x->j);
-    uint32_t count = 0;
-    buf[pos++] = '[';
-    for (; seq < next && count < x->s->cfg.batch_max; seq++) {
-        size_t comma = count > 0, start = pos + comma, len = 0;
+    size_t body = SS_FRAME_HEADER_LEN + hl, pos = body + 1; /* after '[' */
+    uint64_t seq = x->next_send, next = gw_journal_next_seq(x->j);
+    memset(b, 0, sizeof(*b));
+    b->first = seq;
+    gw_journal_mark(x->j, &b->mark);
+    for (; seq < next && b->count < x->s->cfg.batch_max; seq++) {
+        size_t comma = b->count > 0, start = pos + comma, len = 0;
         if (start + 1 >= limit)
             break;
         size_t avail = limit - start - 1; /* keep room for ']' */
-        int rc = gw_journal_read(x->j, seq, buf + start, avail, &len);
+        int rc = gw_journal_read_head(x->j, seq, NULL, 0, avail, &len);
         if (rc == SS_ECORRUPT) {
-            /* Lost to corruption: send the placeholder the daemon refuses
-             * and audits, never anything of the damaged bytes. */
+            /* Lost to corruption: the placeholder the daemon refuses and
+             * audits goes instead, never anything of the damaged bytes. */
             char ph[128];
             rc = gw_lost_placeholder(seq, ph, sizeof(ph));
             if (rc < 0)
                 return fail(x, rc, "placeholder");
             if ((size_t)rc > avail)
                 break;
-            memcpy(buf + start, ph, (size_t)rc);
             len = (size_t)rc;
-            x->res->placeholders++;
+            b->lost++;
         } else if (rc == SS_ENOSPC) {
-            if (count == 0)
+            /* Decided on the header's length, before the CRC: a damaged
+             * entry that would not fit waits for the next envelope too. */
+            if (b->count == 0)
                 return fail(x, SS_EOVERSIZE, "entry %" PRIu64 " does not fit max_frame %u", seq,
                             x->max_frame);
             break;
         } else if (rc < 0) {
             return fail(x, rc, "journal read of seq %" PRIu64 ": %s", seq, ss_strerror(rc));
         }
-        if (comma)
-            buf[pos] = ',';
         pos = start + len;
-        count++;
+        b->count++;
     }
-    if (count == 0)
-        return 0;
-    buf[pos++] = ']';
-    size_t body_len = pos - body;
-    int rc = ss_envelope_write_header(buf + SS_FRAME_HEADER_LEN, hl, origin, first, count,
-                                      (uint32_t)body_len, 0);
+    b->body_len = (uint32_t)(pos + 1 - body);
+    return 0;
+}
+
+/* Passes 2 and 3 walk the entries the same way: each entry's bytes go to
+ * `put` in pieces (through tx as the read buffer when not sending). */
+typedef struct walk {
+    sess *x;
+    mbedtls_sha256_context *sha;
+    int sending; /* 1: bytes go out through tx; 0: only hashed */
+    uint64_t bytes;
+} walk;
+
+static int walk_put(walk *w, const void *p, size_t n)
+{
+    w->bytes += n;
+    if (w->sending)
+        return out_put(w->x, p, n, w->sha);
+    (void)mbedtls_sha256_update_ret(w->sha, p, n);
+    return 0;
+}
+
+/* One entry: read straight into the output buffer when sending (no second
+ * copy), or into it as scratch when only hashing. */
+static int walk_entry(walk *w, uint64_t seq)
+{
+    sess *x = w->x;
+    size_t len = 0, room = w->sending ? TX_CHUNK - x->tx_len : TX_CHUNK;
+    uint8_t *dst = w->sending ? x->tx + x->tx_len : x->tx;
+    int rc = gw_journal_read_head(x->j, seq, dst, room, SIZE_MAX, &len);
+    if (rc == SS_ECORRUPT) {
+        char ph[128];
+        rc = gw_lost_placeholder(seq, ph, sizeof(ph));
+        if (rc < 0)
+            return rc;
+        return walk_put(w, ph, (size_t)rc);
+    }
+    if (rc < 0)
+        return rc;
+    size_t off = len < room ? len : room;
+    w->bytes += off;
+    if (w->sha)
+        (void)mbedtls_sha256_update_ret(w->sha, dst, off);
+    if (w->sending) {
+        x->tx_len += off;
+        if (x->tx_len == TX_CHUNK && (rc = out_flush(x)) < 0)
+            return rc;
+    }
+    while (off < len) {
+        room = w->sending ? TX_CHUNK - x->tx_len : TX_CHUNK;
+        dst = w->sending ? x->tx + x->tx_len : x->tx;
+        size_t k = len - off < room ? len - off : room;
+        rc = gw_journal_read_more(x->j, off, dst, k);
+        if (rc < 0)
+            return rc;
+        w->bytes += k;
+        if (w->sha)
+            (void)mbedtls_sha256_update_ret(w->sha, dst, k);
+        off += k;
+        if (w->sending) {
+            x->tx_len += k;
+            if (x->tx_len == TX_CHUNK && (rc = out_flush(x)) < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* The signed region: envelope header, then "[" entries "]". */
+static int walk_region(walk *w, const batch *b, const uint8_t *hdr, size_t hl)
+{
+    int rc = walk_put(w, hdr, hl);
+    if (rc == 0)
+        rc = walk_put(w, "[", 1);
+    for (uint32_t i = 0; rc == 0 && i < b->count; i++) {
+        if (i > 0)
+            rc = walk_put(w, ",", 1);
+        if (rc == 0)
+            rc = walk_entry(w, b->first + i);
+        /* An entry longer now than when it was measured would run past the
+         * frame's announced length: stop before it goes further. */
+        if (rc == 0 && w->bytes > hl + (uint64_t)b->body_len - 1)
+            rc = SS_EIO;
+    }
+    if (rc == 0)
+        rc = walk_put(w, "]", 1);
+    if (rc == 0 && w->bytes != hl + (uint64_t)b->body_len)
+        rc = SS_EIO;
+    return rc;
+}
+
+static int send_batch(sess *x)
+{
+    const char *origin = x->n->ident.node;
+    size_t hl = ss_envelope_header_len(origin);
+    batch b;
+    int rc = batch_size(x, hl, &b);
+    if (rc < 0 || b.count == 0)
+        return rc;
+    gw_signer *signer = x->s->signer;
+    uint8_t hdr[SS_ENV_FIXED_LEN + SS_ID_MAX];
+    /* The SIGNED flag is inside the signed region, so nobody can strip the
+     * signature and pass the envelope as unsigned. */
+    rc = ss_envelope_write_header(hdr, sizeof(hdr), origin, b.first, b.count, b.body_len,
+                                  signer ? SS_ENV_FLAG_SIGNED : 0);
     if (rc < 0)
         return fail(x, rc, "envelope header: %s", ss_strerror(rc));
-    size_t env_len = hl + body_len;
-    if (x->s->signer) {
-        rc =
-            gw_sign_envelope(x->s->signer, buf + SS_FRAME_HEADER_LEN, env_len, x->s->buf_cap - pos);
-        if (rc < 0)
+
+    mbedtls_sha256_context sha;
+    uint8_t hash[32], again[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t sig_len = 0, trailer = 0;
+    mbedtls_sha256_init(&sha);
+    if (signer) {
+        /* Pass 2: hash, sign. */
+        walk w = { x, &sha, 0, 0 };
+        gw_journal_rewind(x->j, &b.mark);
+        (void)mbedtls_sha256_starts_ret(&sha, 0);
+        rc = walk_region(&w, &b, hdr, hl);
+        if (rc < 0) {
+            mbedtls_sha256_free(&sha);
+            return fail(x, rc, "journal read for the signature: %s", ss_strerror(rc));
+        }
+        (void)mbedtls_sha256_finish_ret(&sha, hash);
+        rc = gw_sign_hash(signer, hash, sig, sizeof(sig));
+        if (rc < 0) {
+            mbedtls_sha256_free(&sha);
             return fail(x, rc, "cannot sign the envelope: %s", ss_strerror(rc));
-        env_len += (size_t)rc;
-        pos += (size_t)rc;
+        }
+        sig_len = (size_t)rc;
+        trailer = ss_sig_trailer_len(signer->cert_len, sig_len);
     }
-    rc = ss_frame_write_header(buf, SS_FRAME_BATCH, 0, (uint32_t)env_len);
-    if (rc < 0)
+
+    /* Pass 3: send, hashing again. */
+    uint8_t fh[SS_FRAME_HEADER_LEN];
+    rc = ss_frame_write_header(fh, SS_FRAME_BATCH, 0, (uint32_t)(hl + b.body_len + trailer));
+    if (rc < 0) {
+        mbedtls_sha256_free(&sha);
         return fail(x, rc, "frame header: %s", ss_strerror(rc));
-    rc = x->st->ops->send(x->st->ctx, buf, pos, x->s->cfg.io_timeout_ms);
-    if (rc < 0)
+    }
+    walk w = { x, signer ? &sha : NULL, 1, 0 };
+    gw_journal_rewind(x->j, &b.mark);
+    if (signer)
+        (void)mbedtls_sha256_starts_ret(&sha, 0);
+    rc = out_put(x, fh, sizeof(fh), NULL);
+    if (rc == 0)
+        rc = walk_region(&w, &b, hdr, hl);
+    if (rc == 0 && signer) {
+        (void)mbedtls_sha256_finish_ret(&sha, again);
+        if (memcmp(hash, again, sizeof(hash)) != 0)
+            rc = SS_EIO;
+        uint8_t tb[2 + 1 + 2 + SS_SIG_CERT_MAX + 2 + SS_SIG_DER_MAX];
+        if (rc == 0)
+            rc = ss_sig_write_trailer(tb, sizeof(tb), signer->cert_der, signer->cert_len, sig,
+                                      sig_len);
+        if (rc >= 0)
+            rc = out_put(x, tb, (size_t)rc, NULL);
+    }
+    mbedtls_sha256_free(&sha);
+    if (rc == 0)
+        rc = out_flush(x);
+    if (rc < 0) {
+        /* Whatever went out is an incomplete frame: the link cannot carry
+         * anything more, the session ends and a new one resends. */
+        x->tx_len = 0;
+        if (rc == SS_EIO && w.bytes > 0)
+            return fail(x, rc, "send BATCH: journal entries changed or unreadable while sending");
         return fail(x, rc, "send BATCH: %s", ss_strerror(rc));
-    x->s->inflight[2 * x->nin] = first;
-    x->s->inflight[2 * x->nin + 1] = first + count - 1;
+    }
+    x->s->inflight[2 * x->nin] = b.first;
+    x->s->inflight[2 * x->nin + 1] = b.first + b.count - 1;
     x->nin++;
-    x->next_send = first + count;
+    x->next_send = b.first + b.count;
     x->res->envelopes++;
-    x->res->changes += count;
+    x->res->changes += b.count;
+    x->res->placeholders += b.lost;
     return 0;
 }
 
@@ -271,13 +478,15 @@ static int handle_ack(sess *x, const ss_ack *a)
             continue;
         size_t len = 0;
         int lost = 0;
-        int rc = gw_journal_read(x->j, r->seq, x->s->buf, x->s->buf_cap, &len);
+        /* Only the part the refused log keeps is read (the length is whole,
+         * so the log marks a cut). tx is free between frames. */
+        int rc = gw_journal_read_head(x->j, r->seq, x->tx, GW_REFUSED_CHANGE_MAX, SIZE_MAX, &len);
         if (rc == SS_ECORRUPT)
             lost = 1;
         if (rc < 0)
             len = 0;
         rc = gw_journal_note_refused(x->j, r->seq, ss_err_name(r->code), r->field, r->message,
-                                     (const char *)x->s->buf, len, lost);
+                                     (const char *)x->tx, len, lost);
         if (rc < 0)
             return fail(x, rc, "cannot record refused change %" PRIu64, r->seq);
         if (!lost)

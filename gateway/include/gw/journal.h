@@ -62,6 +62,8 @@
 #define GW_CKPT_F_V2        0x80000000u
 /* Bytes of entry_max a submission leaves free for a longer renumbered seq. */
 #define GW_RENUMBER_SLACK 16u
+/* Bytes of a refused change's JSON kept in the refused log (then "..."). */
+#define GW_REFUSED_CHANGE_MAX 1024u
 
 typedef struct gw_journal_config {
     uint64_t capacity;    /* bytes of segment data accepted (default 64 MiB) */
@@ -126,7 +128,11 @@ typedef struct gw_journal {
     uint64_t roff;   /* offset of the next entry to look at */
     uint64_t rseq;   /* sequence expected at roff */
     ss_hlc_t rhlc;   /* HLC of the entry the last successful read returned */
-    uint8_t *scan;   /* scratch for recovery and resync */
+    /* the entry the last successful read returned, for gw_journal_read_more */
+    uint64_t cur_first, cur_off; /* its segment and payload offset */
+    uint32_t cur_len;
+    int cur_valid;
+    uint8_t *scan; /* scratch for recovery and resync */
     size_t scan_cap;
     int open;
 } gw_journal;
@@ -162,6 +168,39 @@ int gw_journal_append(gw_journal *j, uint64_t seq, ss_hlc_t hlc, const void *pay
  * seq is not pending, SS_ENOSPC if cap is too small, SS_EIO. Sequential
  * reads are cheap (a cursor); a jump rescans one segment. */
 int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *len);
+
+/* Streaming read, for entries read in pieces through a small buffer: like
+ * gw_journal_read, but the entry may be longer than buf: its first
+ * min(len, cap) bytes land in buf (buf may be NULL with cap 0: only the
+ * length and the check), *len gets the whole payload length, and the CRC is
+ * checked over the whole payload (the part beyond cap through the journal's
+ * scratch buffer) before 0 is returned. An entry whose header announces more
+ * than max bytes is refused with SS_ENOSPC before its CRC is checked, the
+ * cursor unmoved (what gw_journal_read does for one longer than its buffer,
+ * so both decide alike where an envelope ends). Same errors otherwise. */
+int gw_journal_read_head(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max,
+                         size_t *len);
+
+/* Reads payload bytes [off, off + n) of the entry the last successful
+ * gw_journal_read / _read_head returned, as long as no other journal call
+ * came between (they may move the cursor's file). The bytes are not
+ * checked again (the caller may hash them to see that they did not
+ * change). Returns 0, SS_EINVAL (no such entry any more, or beyond its
+ * length) or SS_EIO. */
+int gw_journal_read_more(gw_journal *j, size_t off, void *buf, size_t n);
+
+/* A saved read cursor: several passes over the same run of entries (size,
+ * hash, send) each start where the first did instead of rescanning the
+ * segment from its beginning. A rewind replays the exact cursor state, so
+ * each pass meets the same entries and the same lost sequences. */
+typedef struct gw_jmark {
+    uint64_t first, off, seq; /* segment, offset, sequence expected there */
+    int valid;                /* 0: the cursor had no file (start over) */
+} gw_jmark;
+void gw_journal_mark(const gw_journal *j, gw_jmark *m);
+/* Restores a mark (reopening its segment if the cursor moved on to
+ * another); a mark whose segment is gone makes the next read start over. */
+void gw_journal_rewind(gw_journal *j, const gw_jmark *m);
 
 /* The daemon has durably committed everything up to seq: advance the
  * checkpoint (written and synced before anything is removed), then remove

@@ -21,7 +21,7 @@ typedef struct gw_node {
     gw_journal journal; /* may be read by the sync client and the CLI */
     ss_hlc hlc;
     ss_ident ident; /* node id, role and sites from the certificate */
-    char *ebuf;     /* encode buffer, entry_max + 1 bytes */
+    char *ebuf;     /* encode buffer, entry_max + 1 bytes, from the first submit */
     size_t ebuf_cap;
     int open;
 } gw_node;
@@ -47,7 +47,8 @@ int gw_node_begin(gw_node *n, ss_change *ch, ss_collection_id coll, ss_op op, co
  * encodes it and appends it durably. Returns 0 once synced (ch->seq then
  * holds its sequence), or the validation error (err names the field),
  * SS_EFORBIDDEN (site not in the certificate), SS_EFULL (journal full: the
- * input is refused, nothing accepted is dropped), SS_EOVERSIZE, SS_EIO. */
+ * input is refused, nothing accepted is dropped), SS_EOVERSIZE, SS_EIO,
+ * SS_ENOMEM (the encode buffer, allocated by the first submission). */
 int gw_node_submit(gw_node *n, ss_change *ch, ss_verr *err);
 
 /* Adopts the daemon's time (WELCOME): the clock never runs behind it from

@@ -40,6 +40,14 @@ void gw_signer_free(gw_signer *s);
  * signature). */
 size_t gw_sign_reserve(const gw_signer *s);
 
+/* Signs the SHA-256 of a signed region hashed by the caller (the sync
+ * client hashes an envelope while it streams it from the journal): the DER
+ * signature goes to sig[cap] (cap >= MBEDTLS_PK_SIGNATURE_MAX_SIZE). The
+ * signature is deterministic (RFC 6979): the same region signs the same.
+ * Returns its length (8..SS_SIG_DER_MAX), or SS_EINVAL, SS_ENOSPC, SS_EIO
+ * (mbed TLS failed: logged), SS_ESIG (an unexpected length). */
+int gw_sign_hash(gw_signer *s, const uint8_t hash[32], uint8_t *sig, size_t cap);
+
 /* env[0..signed_len) is an envelope's header and body (no trailer yet):
  * sets its SIGNED flag, signs it and writes the trailer at env + signed_len
  * (cap = bytes available there). Returns the trailer length, or SS_ENOSPC,

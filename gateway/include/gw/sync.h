@@ -2,8 +2,13 @@
  * (HELLO/WELCOME, resume from the daemon's committed sequence, pipelined
  * BATCH envelopes within a window, ACKs advancing the journal checkpoint,
  * refused changes recorded locally, gap rewinds, keep-alive), plus the
- * backoff schedule between sessions. Memory is fixed at setup from the
- * configuration: one frame buffer and a frame decoder bounded by max_frame. */
+ * backoff schedule between sessions. Memory is small and fixed: no buffer
+ * holds a whole BATCH (envelopes are streamed from the journal through a
+ * GW_SYNC_TX_CHUNK output buffer and signed over an incremental SHA-256),
+ * the window table is allocated at setup, one session context (input and
+ * output buffers) per session, and the frame decoder grows only to the
+ * largest frame received (bounded by max_frame; the daemon's frames are
+ * small). */
 #ifndef GW_SYNC_H
 #define GW_SYNC_H
 
@@ -44,11 +49,13 @@ typedef struct gw_sync_result {
     char message[256];   /* operator-facing reason */
 } gw_sync_result;
 
+/* Bytes of the output buffer a session sends through: one TLS record per
+ * piece of a BATCH. */
+#define GW_SYNC_TX_CHUNK 4096u
+
 /* Caller-allocated session context. */
 typedef struct gw_sync {
     gw_sync_config cfg;
-    uint8_t *buf; /* max_frame + frame header */
-    size_t buf_cap;
     ss_fdec dec;
     uint64_t *inflight; /* window pairs (first, last) */
     uint64_t ping_nonce;
@@ -64,7 +71,8 @@ typedef struct gw_sync {
 } gw_sync;
 
 void gw_sync_init(gw_sync *s);
-/* Allocates the frame buffer and the window table. SS_EINVAL / SS_ENOMEM. */
+/* Checks the configuration and allocates the window table. SS_EINVAL /
+ * SS_ENOMEM. */
 int gw_sync_setup(gw_sync *s, const gw_sync_config *cfg);
 void gw_sync_free(gw_sync *s);
 
