@@ -13,6 +13,9 @@
 
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
@@ -61,7 +64,10 @@ struct sd_conn {
     ss_oseq *origins; /* HELLO "origins", kept until WELCOME */
     unsigned inflight;
     size_t out_pending; /* bytes handed to uv_write, not yet written */
-    uint64_t last_rx;   /* loop time of the last frame */
+    /* While > 0, frames produced are left in the TLS write BIO and go out
+     * in one socket write when it drops back to 0 (see send_bytes). */
+    int cork;
+    uint64_t last_rx; /* loop time of the last frame */
     sd_counts counts;
     uint64_t bytes_in, bytes_out;
     char error[256]; /* first error, for the session row */
@@ -307,12 +313,27 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Moves whatever OpenSSL produced to the socket. */
+/* Bytes in the socket's send queue that the peer has not acknowledged. */
+static size_t kernel_outq(sd_conn *c)
+{
+#ifdef SIOCOUTQ
+    uv_os_fd_t fd;
+    int n = 0;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0)
+        return (size_t)n;
+#else
+    (void)c;
+#endif
+    return 0;
+}
+
+/* Moves whatever OpenSSL produced to the socket, in one write. */
 static void flush_out(sd_conn *c)
 {
     if (sd__conn_dead(c) || !c->tls.ssl)
         return;
     size_t n;
+    int wrote = 0;
     while ((n = BIO_ctrl_pending(c->tls.wbio)) > 0) {
         out_req *w = malloc(sizeof *w + n);
         if (!w) {
@@ -337,16 +358,27 @@ static void flush_out(sd_conn *c)
         }
         c->out_pending += w->len;
         c->bytes_out += w->len;
+        wrote = 1;
     }
+    if (!wrote)
+        return; /* what the peer has not taken can only have shrunk */
     /* A peer that does not read its ACKs must not make us buffer without
-     * bound. What counts is what the kernel would not take: bytes libuv
-     * still queues (a write handed to the kernel completes next turn but
-     * holds no memory of ours beyond its request). */
+     * bound. What counts is everything the peer has not taken: the bytes
+     * libuv still queues, and the bytes in the kernel's send queue that the
+     * peer's TCP has not acknowledged. Counting libuv's queue alone let a
+     * peer that never reads pin the whole autotuned kernel send buffer (up
+     * to tcp_wmem's maximum, 4 MiB here) before the cap even began to
+     * count, and gave it that much more time to wedge its own TCP (see
+     * docs/reliability.md, "peer that never reads"). */
     size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (queued > c->srv->cfg->max_output_bytes) {
+    size_t kernel = 0;
+    if (queued <= c->srv->cfg->max_output_bytes)
+        kernel = kernel_outq(c);
+    if (queued + kernel > c->srv->cfg->max_output_bytes) {
         set_error(c, "%s%s", "pending output above max_output_bytes (peer not reading)", "");
-        SD_WARN(c->srv->log, "output_cap", "conn=%llu peer=%s pending=%zu max=%llu",
-                (unsigned long long)c->id, peer_node(c), queued,
+        SD_WARN(c->srv->log, "output_cap",
+                "conn=%llu peer=%s pending=%zu queued=%zu kernel=%zu max=%llu",
+                (unsigned long long)c->id, peer_node(c), queued + kernel, queued, kernel,
                 (unsigned long long)c->srv->cfg->max_output_bytes);
         sd__conn_abort(c, "output_cap");
     }
@@ -367,8 +399,25 @@ static int send_bytes(sd_conn *c, const uint8_t *p, size_t n)
         p += w;
         n -= (size_t)w;
     }
-    flush_out(c);
+    /* Corked (a burst of frames being worked through): the records wait in
+     * the write BIO and leave in one write when the burst is done. One
+     * segment instead of one per PONG or ACK: fewer syscalls, and a peer
+     * is not sent a stream of tiny segments, each of which costs its
+     * receive buffer a whole skb. */
+    if (c->cork == 0)
+        flush_out(c);
     return sd__conn_dead(c) ? SS_ECLOSED : 0;
+}
+
+static void cork(sd_conn *c)
+{
+    c->cork++;
+}
+
+static void uncork(sd_conn *c)
+{
+    if (--c->cork == 0)
+        flush_out(c);
 }
 
 static int send_msg(sd_conn *c, const ss_msg *m, size_t cap)
@@ -1099,7 +1148,7 @@ static void handshake_failed(sd_conn *c)
 
 /* Runs TLS and the frame decoder as far as the buffered bytes, the state
  * and the window allow. */
-static void conn_pump(sd_conn *c)
+static void pump(sd_conn *c)
 {
     if (c->state == SD_CONN_HANDSHAKE) {
         int r = SSL_do_handshake(c->tls.ssl);
@@ -1131,6 +1180,7 @@ static void conn_pump(sd_conn *c)
                 if (e == SSL_ERROR_ZERO_RETURN) {
                     if (c->state != SD_CONN_READY || c->inflight > 0)
                         set_error(c, "%s%s", "peer closed the TLS session with work in flight", "");
+                    flush_out(c); /* what this burst produced (corked) still goes */
                     sd__conn_abort(c, "peer_close_notify");
                     return;
                 }
@@ -1165,14 +1215,29 @@ static void conn_pump(sd_conn *c)
         ss_free(c->pt);
         c->pt = NULL;
     }
-    flush_out(c);
+}
+
+static void conn_pump(sd_conn *c)
+{
+    cork(c);
+    pump(c);
+    uncork(c);
 }
 
 /* ---- server hooks ------------------------------------------------------ */
 
+static void conn_flush(sd_conn *c);
+
 void sd__conn_flush(sd_conn *c)
 {
     c->in_dirty = 0;
+    cork(c);
+    conn_flush(c);
+    uncork(c);
+}
+
+static void conn_flush(sd_conn *c)
+{
     if (sd__conn_dead(c))
         return;
     send_acks(c);

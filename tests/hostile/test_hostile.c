@@ -494,6 +494,35 @@ TEST(bad_handshake_rate_limit)
 
 /* ---- a peer that never reads -------------------------------------------- */
 
+/* The value of key=N on the first daemon log line holding needle, or -1. */
+static long long log_field(const tc_daemon *d, const char *needle, const char *key)
+{
+    FILE *f = fopen(d->log, "r");
+    char line[4096], pat[64];
+    long long v = -1;
+    if (!f)
+        return -1;
+    snprintf(pat, sizeof pat, " %s=", key);
+    while (v < 0 && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, needle) ? strstr(line, pat) : NULL;
+        if (p) {
+            char *end = NULL;
+            unsigned long long x = strtoull(p + strlen(pat), &end, 10);
+            if (end != p + strlen(pat))
+                v = (long long)x;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Output the daemon produced for a peer that never read any of it, up to
+ * the cut: what the peer's socket took, plus what the daemon held. Bounded
+ * by the cap only if the cap counts the bytes sitting in the daemon's
+ * kernel send queue, which autotuning grows to tcp_wmem's maximum (4 MiB
+ * on this kind of machine) for a peer whose window has closed. */
+#define NEVER_READS_OUT_BOUND (1024 * 1024)
+
 TEST(never_reads_acks)
 {
     tc_env e;
@@ -560,11 +589,16 @@ TEST(never_reads_acks)
     }
     ASSERT(cut);
     ASSERT(tc_log_wait(&d, "event=output_cap", 5000));
+    ASSERT(tc_log_wait(&d, "reason=output_cap", 5000));
     long rss1 = hx_proc_rss_kb(d.pid);
-    printf("never_reads_acks: cut after %lld ms, %ld bytes of PINGs and %llu changes sent; "
-           "daemon RSS %ld -> %ld kB\n",
-           (long long)(tc_now_ms() - t0), sent, (unsigned long long)(seq - 1), rss0, rss1);
+    long long out = log_field(&d, "reason=output_cap", "bytes_out");
+    printf("never_reads_acks: cut after %lld ms, %ld bytes of PINGs and %llu changes sent, "
+           "%lld bytes of output produced (cap 65536, peer receive buffer 4 KiB); daemon RSS %ld "
+           "-> %ld kB\n",
+           (long long)(tc_now_ms() - t0), sent, (unsigned long long)(seq - 1), out, rss0, rss1);
     fflush(stdout);
+    ASSERT_GT(out, 0);
+    ASSERT_LT(out, NEVER_READS_OUT_BOUND);
     /* Bounded by the cap, not by how long the peer keeps sending. Under
      * ASan the allocator's quarantine (up to 256 MB of freed blocks kept
      * back on purpose) makes RSS say nothing about live memory; there
@@ -578,6 +612,71 @@ TEST(never_reads_acks)
     /* The changes it did send before the cut are committed, nothing more. */
     ASSERT_LE(tc_sql_int(d.db, "SELECT committed FROM origins WHERE origin='gw1'"),
               (int64_t)(seq - 1));
+    finish(&e, &d);
+}
+
+/* A peer with an ordinary receive buffer that sends nothing but PINGs and
+ * never reads a PONG. Regression test for the cap counting only libuv's
+ * queue: the daemon then produced about 3 MB for such a peer before the
+ * cap even began to count (its kernel send buffer took it all), and the
+ * never_reads_acks peer, its 4 KiB receive buffer flooded with one tiny
+ * segment per PONG, could wedge its own TCP in that time (dropped
+ * segments, then our ACKs refused as out of its zero window, progress only
+ * at our retransmission timeouts) so that its sends stalled before the cap
+ * was reached (docs/reliability.md). */
+TEST(never_reads_cap_counts_socket_queue)
+{
+    tc_env e;
+    tc_daemon d;
+    tc_env_setup(&e);
+    tc_issue(&e, "gateway", "gw1", "s1");
+    tc_issue(&e, "gateway", "gw2", "s2");
+    const char *extra[] = { "--max-output-bytes", "65536", NULL };
+    tc_daemon_start(&e, &d, extra);
+    tc_client by, c;
+    hx_session(&e, d.port, &by, "gw2");
+    uint64_t by_seq = 1;
+    hx_bystander_batch(&by, "gw2", "s2", &by_seq, 2);
+
+    hx_session(&e, d.port, &c, "gw1");
+    ss_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = SS_FRAME_PING;
+    uint8_t frame[128], burst[128 * 64];
+    long sent = 0;
+    int cut = 0;
+    int64_t t0 = tc_now_ms();
+    /* Bounded: 16 MiB of PINGs or 30 s, whichever comes first. */
+    while (!cut && sent < 16L * 1024 * 1024 && tc_now_ms() - t0 < 30000) {
+        size_t bl = 0;
+        for (int i = 0; i < 64; i++) {
+            m.u.ping.nonce++;
+            int n = ss_msg_encode_frame(&m, frame, sizeof frame);
+            ASSERT_GT(n, 0);
+            memcpy(burst + bl, frame, (size_t)n);
+            bl += (size_t)n;
+        }
+        if (tc_send_raw(&c, burst, bl) != 0)
+            cut = 1;
+        else
+            sent += (long)bl;
+        if ((sent / (long)bl) % 16 == 0 && tc_log_count(&d, "reason=output_cap") > 0)
+            cut = 1;
+    }
+    ASSERT(tc_log_wait(&d, "reason=output_cap", 10000));
+    long long out = log_field(&d, "reason=output_cap", "bytes_out");
+    long long kernel = log_field(&d, "event=output_cap", "kernel");
+    printf("never_reads_cap_counts_socket_queue: cut after %lld ms and %ld bytes of PINGs; "
+           "%lld bytes of output produced, %lld of them unacknowledged in the kernel at the "
+           "cut (cap 65536)\n",
+           (long long)(tc_now_ms() - t0), sent, out, kernel);
+    fflush(stdout);
+    ASSERT_GT(out, 0);
+    ASSERT_LT(out, NEVER_READS_OUT_BOUND);
+    tc_close(&c);
+    ASSERT(tc_daemon_alive(&d));
+    hx_bystander_batch(&by, "gw2", "s2", &by_seq, 2);
+    tc_close(&by);
     finish(&e, &d);
 }
 
@@ -1089,6 +1188,7 @@ TEST(deep_document)
 
 SS_TEST_MAIN(SS_TEST_ENTRY(slowloris) SS_TEST_ENTRY(slowloris_over_max_connections)
                  SS_TEST_ENTRY(conn_flood) SS_TEST_ENTRY(bad_handshake_rate_limit)
-                     SS_TEST_ENTRY(never_reads_acks) SS_TEST_ENTRY(frame_lengths)
-                         SS_TEST_ENTRY(truncated_every_byte) SS_TEST_ENTRY(duplicate_keys)
-                             SS_TEST_ENTRY(deep_document))
+                     SS_TEST_ENTRY(never_reads_acks)
+                         SS_TEST_ENTRY(never_reads_cap_counts_socket_queue)
+                             SS_TEST_ENTRY(frame_lengths) SS_TEST_ENTRY(truncated_every_byte)
+                                 SS_TEST_ENTRY(duplicate_keys) SS_TEST_ENTRY(deep_document))
