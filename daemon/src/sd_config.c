@@ -54,6 +54,9 @@ static const sd_config_def table[] = {
       "changes stamped further than this in the future are refused and audited" },
     { "writer_max_batch", SD_CFG_UINT, F(writer_max_batch), 1, 65536, 0, "256",
       "envelopes grouped into one SQLite transaction (group commit)" },
+    { "prepare_threads", SD_CFG_UINT, F(prepare_threads), 0, 64, 0, "2",
+      "threads that verify signatures and parse envelopes ahead of the writer, which then only "
+      "does the database work (order is kept); 0: the writer does it all itself" },
     { "stale_after_s", SD_CFG_UINT, F(stale_after_s), 1, 31536000, 0, "3600",
       "a site with nothing received for this long is reported stale" },
     { "drain_timeout_ms", SD_CFG_UINT, F(drain_timeout_ms), 100, 600000, 0, "30000",

@@ -78,7 +78,8 @@ int sd_daemon_main(int argc, char **argv, const char *prog)
         goto exit;
     }
     sd_store_set_sig(store, sig, cfg.require_signatures != 0);
-    sd_writer_config wc = { .max_batch = (size_t)cfg.writer_max_batch };
+    sd_writer_config wc = { .max_batch = (size_t)cfg.writer_max_batch,
+                            .prepare_threads = (size_t)cfg.prepare_threads };
     rc = sd_writer_new(&loop, store, &wc, &writer);
     if (rc != 0) {
         SD_ERROR(&log, "startup_failed", "what=writer err=%s", ss_err_name(rc));
@@ -116,7 +117,7 @@ exit:
     sd_server_destroy(server);
     sd_writer_destroy(writer);
     sd_store_close(store);
-    sd_sig_destroy(sig); /* after the writer: it verified on its thread */
+    sd_sig_destroy(sig); /* after the writer: it verified on its threads */
     if (exit_code == 0)
         SD_INFO(&log, "exit", "code=0");
     return exit_code;

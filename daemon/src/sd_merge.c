@@ -282,6 +282,9 @@ typedef struct apply_ctx {
      * peer's, decides which sites the changes may touch. NULL: unsigned
      * (or no verifier), the peer's certificate decides. */
     const ss_ident *origin_ident;
+    /* SHA-256 of each change's bytes (sd_prepare), or NULL with hash_rc. */
+    const uint8_t (*chash)[SD_HASH_LEN];
+    int hash_rc;
 } apply_ctx;
 
 static int ledger(apply_ctx *a, const ss_change *ch, const char *field, const fstate *loser,
@@ -781,9 +784,11 @@ static int apply_body(apply_ctx *a, const ss_body *body, uint64_t committed)
         size_t rawlen = 0;
         uint8_t chash[SD_HASH_LEN];
         ss_body_change_raw(body, i, &raw, &rawlen);
-        rc = sd__sha256(s, raw, rawlen, chash);
-        if (rc)
-            return rc;
+        if (!a->chash) {
+            snprintf(s->err, sizeof s->err, "SHA-256 failed");
+            return a->hash_rc ? a->hash_rc : SS_EINTERNAL;
+        }
+        memcpy(chash, a->chash[i], SD_HASH_LEN);
         out->counts.received++;
 
 #ifdef SS_PLANT_BUG_SKIP_DEDUPE /* PLANTED BUG, tests/sim test builds only: off by one */
@@ -964,57 +969,57 @@ void sd_store_set_sig(sd_store *s, struct sd_sig *sig, int require_signatures)
     s->require_sig = sig && require_signatures;
 }
 
-/* Everything after the envelope parsed; runs inside a transaction. */
-static int apply_in_txn(sd_store *s, const sd_peer *peer, const uint8_t *bytes, size_t len,
-                        int64_t now_ms, sd_result *out)
+/* Everything after the envelope was prepared; runs inside a transaction.
+ * The verdicts in p are taken in the order they were always checked. */
+static int apply_in_txn(sd_store *s, const sd_peer *peer, const sd_prepared *p, sd_result *out)
 {
-    ss_envelope env;
-    ss_body *body = NULL;
-    ss_verr verr;
+    const ss_envelope *envp = &p->env;
+    const ss_body *body = p->body;
+    int64_t now_ms = p->now_ms;
     char detail[320];
     int rc = sd__txn_lost(s);
     if (rc) {
         set_msg(out, "%s", s->err);
         return rc;
     }
-    rc = ss_envelope_parse(bytes, len, &env);
-    apply_ctx a = { s, peer, &env, now_ms, out, 0, NULL };
-    memset(&verr, 0, sizeof verr);
-    if (rc) {
+    apply_ctx a = { s, peer, envp, now_ms, out, 0, NULL, p->hash_rc ? NULL : p->chash, p->hash_rc };
+    if (p->env_rc) {
+        rc = p->env_rc;
         set_msg(out, "malformed envelope: %s", ss_strerror(rc));
-        snprintf(detail, sizeof detail, "%s (%zu bytes)", out->message, len);
+        snprintf(detail, sizeof detail, "%s (%zu bytes)", out->message, p->len);
         char outcome[64];
         snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(rc));
         int arc = sd_store_audit_event(s, peer, now_ms, NULL, 0, outcome, detail);
         return arc ? arc : rc;
     }
+    const ss_envelope env = *envp;
     /* A signed envelope is authenticated before its body is parsed: bytes
      * a relay bent are refused as such, whatever they now parse as. */
-    sd_sig_result sres;
     int sigrc = 0;
-    if (s->sig && (env.flags & SS_ENV_FLAG_SIGNED)) {
-        sigrc = sd_sig_verify(s->sig, &env, now_ms, &sres);
+    if (p->sig) {
+        sigrc = p->sig_rc;
         if (sigrc == SS_ENOMEM || sigrc == SS_EINTERNAL) {
             /* Our failure, not the peer's: nothing to audit against it. */
-            set_msg(out, "verifying the origin signature: %s", sres.reason);
+            set_msg(out, "verifying the origin signature: %s", p->sres.reason);
             return sigrc;
         }
         if (sigrc == 0)
-            a.origin_ident = &sres.origin;
+            a.origin_ident = &p->sres.origin;
     }
-    rc = ss_body_parse(&env, &body, &verr);
+    rc = p->body_rc;
     if (rc == SS_ENOMEM) {
         /* Our failure, not the peer's: nothing to audit against it. */
         set_msg(out, "out of memory parsing the envelope body");
         return rc;
     }
     if (sigrc) {
-        rc = refuse_signature(&a, rc ? NULL : body, sigrc, sres.reason, sres.fingerprint);
+        rc = refuse_signature(&a, rc ? NULL : body, sigrc, p->sres.reason, p->sres.fingerprint);
         goto done;
     }
     if (rc) {
-        set_msg(out, "malformed envelope body: %s%s%s", verr.field[0] ? verr.field : "",
-                verr.field[0] ? ": " : "", verr.msg[0] ? verr.msg : ss_strerror(rc));
+        const ss_verr *verr = &p->verr;
+        set_msg(out, "malformed envelope body: %s%s%s", verr->field[0] ? verr->field : "",
+                verr->field[0] ? ": " : "", verr->msg[0] ? verr->msg : ss_strerror(rc));
         char outcome[64];
         snprintf(outcome, sizeof outcome, "rejected:%s", ss_err_name(rc));
         snprintf(detail, sizeof detail, "seq %" PRIu64 "..%" PRIu64 ": %s", env.first_seq,
@@ -1133,31 +1138,58 @@ rollback:
     sd_result_free(out);
     memset(&out->counts, 0, sizeof out->counts);
 done:
-    ss_body_free(body);
     return rc;
 }
 
-int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
-                   int64_t now_ms, sd_result *out)
+/* Whether the verdicts in p are the ones this store would reach now: the
+ * signature verified by the store's own verifier (or by none when the store
+ * has none) against the trust store still in force. */
+static int prepared_current(sd_store *s, const sd_prepared *p)
+{
+    if (p->env_rc)
+        return 1;
+    sd_sig *want = s->sig && (p->env.flags & SS_ENV_FLAG_SIGNED) ? s->sig : NULL;
+    if (p->sig != want)
+        return 0;
+    return !want || sd_sig_generation(want) == p->sig_gen;
+}
+
+int sd_store_apply_prepared(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes,
+                            size_t env_len, int64_t now_ms, sd_prepared *prep, sd_result *out)
 {
     if (!out)
         return SS_EINVAL;
     memset(out, 0, sizeof *out);
-    if (!s || !peer || !env_bytes || s->readonly) {
+    if (!s || !peer || !env_bytes || s->readonly ||
+        (prep && (prep->bytes != env_bytes || prep->len != env_len || prep->now_ms != now_ms))) {
         out->code = SS_EINVAL;
         set_msg(out, "sd_store_apply: invalid arguments or read-only store");
         return SS_EINVAL;
     }
+    /* Prepared elsewhere before a trust-store swap (or without this
+     * store's verifier): everything is done again here, which is rare
+     * (after a SIGHUP) and keeps the outcome the one of today's store. */
+    sd_prepared *own = NULL;
+    if (!prep || !prepared_current(s, prep)) {
+        int prc = sd__prepare(s->sig, s->md, s->sha256, env_bytes, env_len, now_ms, &own);
+        if (prc) {
+            out->code = prc;
+            set_msg(out, "preparing the envelope: %s", ss_strerror(prc));
+            return prc;
+        }
+        prep = own;
+    }
     /* Outside a writer transaction (tests, tools), each envelope gets one. */
-    int own = !s->in_txn;
-    int rc = own ? sd_store_begin(s) : 0;
+    int own_txn = !s->in_txn;
+    int rc = own_txn ? sd_store_begin(s) : 0;
     if (rc) {
         out->code = rc;
         set_msg(out, "%s", s->err);
+        sd_prepared_free(own);
         return rc;
     }
-    rc = apply_in_txn(s, peer, env_bytes, env_len, now_ms, out);
-    if (own) {
+    rc = apply_in_txn(s, peer, prep, out);
+    if (own_txn) {
         int crc =
             (rc == SS_EDB || rc == SS_ENOMEM) ? (sd_store_rollback(s), rc) : sd_store_commit(s);
         if (crc && crc != rc) {
@@ -1167,10 +1199,17 @@ int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, s
             rc = crc;
         }
     }
+    sd_prepared_free(own);
     out->code = rc;
     if (rc && !out->message[0])
         set_msg(out, "%s", ss_strerror(rc));
     return rc;
+}
+
+int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
+                   int64_t now_ms, sd_result *out)
+{
+    return sd_store_apply_prepared(s, peer, env_bytes, env_len, now_ms, NULL, out);
 }
 
 /* ---- SQL functions over the state blob ---- */

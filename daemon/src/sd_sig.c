@@ -182,6 +182,14 @@ void sd_sig_clear_cache(sd_sig *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+uint64_t sd_sig_generation(sd_sig *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t g = s->gen;
+    pthread_mutex_unlock(&s->mu);
+    return g;
+}
+
 void sd_sig_get_stats(sd_sig *s, sd_sig_stats *out)
 {
     pthread_mutex_lock(&s->mu);

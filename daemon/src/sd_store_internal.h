@@ -10,6 +10,8 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include "proto/envelope.h"
+#include "sd/sig.h"
 #include "sd/store.h"
 
 /* On-disk schema version of the store (meta 'schema_version'), separate from
@@ -137,5 +139,37 @@ int sd__txn_lost(sd_store *s);
 int sd__savepoint(sd_store *s);
 int sd__release(sd_store *s);
 int sd__rollback_to(sd_store *s);
+
+/* What sd_prepare found out about one envelope (sd_prepare.c), consumed by
+ * sd_store_apply_prepared (sd_merge.c) in the order sd_store_apply always
+ * checked things. Pointers go into the caller's envelope bytes and into
+ * body. */
+struct sd_prepared {
+    const uint8_t *bytes; /* the envelope bytes prepared (not owned) */
+    size_t len;
+    int64_t now_ms;
+    int env_rc;      /* ss_envelope_parse: 0, or the envelope is malformed */
+    ss_envelope env; /* when env_rc == 0 */
+    /* Origin signature (only a SIGNED envelope with a verifier). */
+    struct sd_sig *sig; /* verifier used, NULL: not verified here */
+    uint64_t sig_gen;   /* its generation before verifying */
+    int sig_rc;
+    sd_sig_result sres;
+    /* Body: parsed when the envelope is (also when the signature fails:
+     * its changes are audited one by one). */
+    int body_rc;
+    ss_body *body;
+    ss_verr verr;
+    /* SHA-256 of each change's exact bytes (count entries), when the body
+     * parsed; hash_rc says if hashing failed. */
+    int hash_rc;
+    uint8_t (*chash)[SD_HASH_LEN];
+    struct sd_prepared *next; /* free lists of the writer, private */
+};
+
+/* sd_prepare with the hashing context given (the store's own, for
+ * sd_store_apply on its thread). */
+int sd__prepare(struct sd_sig *sig, EVP_MD_CTX *md, const EVP_MD *sha256, const uint8_t *bytes,
+                size_t len, int64_t now_ms, sd_prepared **out);
 
 #endif

@@ -3,6 +3,18 @@
  * transaction, commits (durable), and only then hands the finished jobs back
  * to the loop through uv_async_send, where their callbacks run.
  *
+ * The prepare stage: everything about an envelope that needs no database
+ * (origin signature, body parse, change hashes: sd_prepare) runs on a small
+ * pool of prepare threads ahead of the writer, so the one thread that must
+ * be serial spends its time in SQLite. Order is kept by construction: the
+ * writer still takes jobs strictly from the head of the one FIFO; the
+ * prepare threads claim APPLY jobs from a second list in the same order, at
+ * most prepare_ahead of them ahead of the writer (each holds a parsed
+ * body). When the writer reaches a job it takes its prepared envelope,
+ * waits for it if a prepare thread is on it, or prepares it itself if none
+ * has claimed it yet, so a slow pool never stalls it. The parsed bodies go
+ * back to the prepare threads to be freed, off the writer's time.
+ *
  * Storage faults (a failed write or fsync, a full disk) fail the whole
  * batch: it is rolled back, every job reports SS_EDB, nothing is
  * acknowledged, and the thread carries on with the next batch, so the
@@ -13,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "proto/alloc.h"
 #include "proto/err.h"
@@ -25,6 +40,20 @@
 /* Repeated store_fault lines are counted, and logged at most this often. */
 #define FAULT_LOG_EVERY_MS 1000
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct prep_worker {
+    struct sd_writer *w;
+    sd_preparer *pp;
+    uv_thread_t thread;
+    int started;
+} prep_worker;
+
 struct sd_writer {
     uv_loop_t *loop;
     sd_store *store;
@@ -32,10 +61,19 @@ struct sd_writer {
     uv_thread_t thread;
     uv_mutex_t mu;
     uv_cond_t cond;
+    uv_cond_t work_cond;  /* prepare threads: work, trash or stop */
+    uv_cond_t ready_cond; /* the writer: a job it waits for is prepared */
     uv_async_t async;
+    size_t nworkers, prepare_ahead;
+    prep_worker *workers;
     /* Guarded by mu. */
     sd_job *q_head, *q_tail; /* waiting */
     size_t queued, inflight;
+    sd_job *p_head, *p_tail; /* APPLY jobs no prepare thread has claimed */
+    size_t ahead;            /* claimed by prepare threads, not yet taken by the writer */
+    sd_prepared *trash;      /* applied; freed by the prepare threads */
+    size_t trash_n;
+    int workers_stop;
     sd_job *done_head, *done_tail; /* committed (or failed), callbacks pending */
     int stopping;
     int exited;
@@ -56,6 +94,7 @@ static void job_free(sd_job *j)
     if (!j)
         return;
     sd_result_free(&j->result);
+    sd_prepared_free(j->prep);
     ss_free(j->env);
     ss_free(j);
 }
@@ -85,12 +124,12 @@ static void fail_job(sd_job *j, int code, const char *msg)
         j->session_id = 0;
 }
 
-static void run_job(sd_store *s, sd_job *j)
+static void run_job(sd_store *s, sd_job *j, sd_prepared *prep)
 {
     int rc = 0;
     switch (j->kind) {
     case SD_JOB_APPLY:
-        sd_store_apply(s, &j->peer, j->env, j->env_len, j->now_ms, &j->result);
+        sd_store_apply_prepared(s, &j->peer, j->env, j->env_len, j->now_ms, prep, &j->result);
         return;
     case SD_JOB_SESSION_BEGIN:
         rc = sd_store_session_begin(s, &j->peer, j->now_ms, &j->session_id);
@@ -178,14 +217,196 @@ static void note_outcome(sd_writer *w, int rc, size_t n, const char *err)
     }
 }
 
+/* Names the calling thread (top -H, perf, /proc/PID/task/N/comm). */
+static void name_thread(const char *name)
+{
+#ifdef __linux__
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+}
+
+/* A prepare thread: claims APPLY jobs in submission order (at most
+ * prepare_ahead ahead of the writer) and prepares them; frees what the
+ * writer is done with when there is nothing to prepare, or when that has
+ * piled up. Exits once told to and nothing is left to free. */
+static void prep_thread(void *arg)
+{
+    prep_worker *pw = arg;
+    sd_writer *w = pw->w;
+    name_thread("sd-prepare");
+    uv_mutex_lock(&w->mu);
+    for (;;) {
+        int can_prep = w->p_head && w->ahead < w->prepare_ahead;
+        if (w->trash && (!can_prep || w->trash_n >= w->prepare_ahead)) {
+            sd_prepared *list = w->trash;
+            w->trash = NULL;
+            w->trash_n = 0;
+            uv_mutex_unlock(&w->mu);
+            while (list) {
+                sd_prepared *p = list;
+                list = p->next;
+                sd_prepared_free(p);
+            }
+            uv_mutex_lock(&w->mu);
+            continue;
+        }
+        if (can_prep) {
+            sd_job *j = w->p_head;
+            w->p_head = j->prep_next;
+            if (!w->p_head)
+                w->p_tail = NULL;
+            j->prep_next = NULL;
+            j->prep_state = 1;
+            w->ahead++;
+            uv_mutex_unlock(&w->mu);
+            /* The job's bytes are not touched by anyone else until the
+             * writer has taken the result (job_claim), so no lock here. On
+             * failure (memory) p stays NULL and the writer prepares the job
+             * itself, reporting what it finds. */
+            sd_prepared *p = NULL;
+            sd_prepare(pw->pp, j->env, j->env_len, j->now_ms, &p);
+            uv_mutex_lock(&w->mu);
+            j->prep = p;
+            j->prep_state = 2;
+            w->stats.prepared_ahead++;
+            uv_cond_signal(&w->ready_cond);
+            continue;
+        }
+        if (w->workers_stop)
+            break;
+        uv_cond_wait(&w->work_cond, &w->mu);
+    }
+    uv_mutex_unlock(&w->mu);
+}
+
+/* Takes job j (the next the writer runs) out of the prepare stage and
+ * returns its prepared envelope, or NULL when the writer must prepare it
+ * itself (no pool, not an APPLY job, not claimed yet, or its preparation
+ * failed). Writer thread; every job of a batch goes through here, run or
+ * not, so that no prepare thread can touch a job after it is handed back. */
+static sd_prepared *job_claim(sd_writer *w, sd_job *j)
+{
+    if (j->kind != SD_JOB_APPLY || w->nworkers == 0)
+        return NULL;
+    uv_mutex_lock(&w->mu);
+    if (j->prep_state == 0) {
+        /* Jobs are claimed in submission order and the writer takes them in
+         * that order, so an unclaimed job at the writer heads the list. */
+        if (w->p_head != j)
+            abort();
+        w->p_head = j->prep_next;
+        if (!w->p_head)
+            w->p_tail = NULL;
+        j->prep_next = NULL;
+        j->prep_state = 2;
+        w->stats.prepared_inline++;
+        uv_mutex_unlock(&w->mu);
+        return NULL;
+    }
+    if (j->prep_state == 1) {
+        int64_t t0 = mono_us();
+        w->stats.prepare_waits++;
+        while (j->prep_state != 2)
+            uv_cond_wait(&w->ready_cond, &w->mu);
+        w->stats.prepare_wait_us += (uint64_t)(mono_us() - t0);
+    }
+    w->ahead--;
+    uv_cond_signal(&w->work_cond);
+    sd_prepared *p = j->prep;
+    j->prep = NULL;
+    uv_mutex_unlock(&w->mu);
+    return p;
+}
+
+/* Hands prepared envelopes the writer is done with to the prepare threads
+ * to free (or frees them here when there is no pool). */
+static void trash_put(sd_writer *w, sd_prepared *list, size_t n)
+{
+    if (!list)
+        return;
+    if (w->nworkers == 0) {
+        while (list) {
+            sd_prepared *p = list;
+            list = p->next;
+            sd_prepared_free(p);
+        }
+        return;
+    }
+    sd_prepared *last = list;
+    while (last->next)
+        last = last->next;
+    uv_mutex_lock(&w->mu);
+    last->next = w->trash;
+    w->trash = list;
+    w->trash_n += n;
+    uv_cond_signal(&w->work_cond);
+    uv_mutex_unlock(&w->mu);
+}
+
+static void workers_stop(sd_writer *w)
+{
+    uv_mutex_lock(&w->mu);
+    w->workers_stop = 1;
+    uv_cond_broadcast(&w->work_cond);
+    uv_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < w->nworkers; i++) {
+        if (w->workers[i].started)
+            uv_thread_join(&w->workers[i].thread);
+        w->workers[i].started = 0;
+    }
+    /* Nothing is left to free: the threads empty the trash before they
+     * exit, and nothing is added once the writer stops. */
+}
+
+static void workers_free(sd_writer *w)
+{
+    for (size_t i = 0; w->workers && i < w->nworkers; i++)
+        sd_preparer_destroy(w->workers[i].pp);
+    ss_free(w->workers);
+    w->workers = NULL;
+}
+
+static void writer_free(sd_writer *w)
+{
+    workers_free(w);
+    uv_cond_destroy(&w->ready_cond);
+    uv_cond_destroy(&w->work_cond);
+    uv_cond_destroy(&w->cond);
+    uv_mutex_destroy(&w->mu);
+    ss_free(w);
+}
+
 static void writer_thread(void *arg)
 {
     sd_writer *w = arg;
+    name_thread("sd-writer");
     for (;;) {
         uv_mutex_lock(&w->mu);
         while (!w->q_head && !w->stopping)
             uv_cond_wait(&w->cond, &w->mu);
         if (!w->q_head) {
+            uv_mutex_unlock(&w->mu);
+            /* The prepare threads end before the loop hears that this one
+             * has: it joins only this thread. */
+            workers_stop(w);
+            uv_mutex_lock(&w->mu);
+            sd_writer_stats st = w->stats;
+            const sd_log *log = w->log;
+            uv_mutex_unlock(&w->mu);
+            SD_INFO(log, "writer_done",
+                    "transactions=%llu failed=%llu jobs=%llu max_batch_seen=%zu apply_ms=%llu "
+                    "commit_ms=%llu prepare_threads=%zu prepared_ahead=%llu prepared_inline=%llu "
+                    "prepare_waits=%llu prepare_wait_ms=%llu",
+                    (unsigned long long)st.transactions, (unsigned long long)st.failed_transactions,
+                    (unsigned long long)st.jobs, st.max_batch_seen,
+                    (unsigned long long)(st.apply_us / 1000),
+                    (unsigned long long)(st.commit_us / 1000), w->nworkers,
+                    (unsigned long long)st.prepared_ahead, (unsigned long long)st.prepared_inline,
+                    (unsigned long long)st.prepare_waits,
+                    (unsigned long long)(st.prepare_wait_us / 1000));
+            uv_mutex_lock(&w->mu);
             w->exited = 1;
             uv_mutex_unlock(&w->mu);
             uv_async_send(&w->async);
@@ -207,12 +428,26 @@ static void writer_thread(void *arg)
 
         /* One transaction for the whole batch: each envelope has its own
          * savepoint inside, so a refused one leaves the others intact. */
+        int64_t t0 = mono_us();
         int rc = sd_store_begin(w->store);
-        if (!rc) {
-            for (sd_job *j = batch; j; j = j->next)
-                run_job(w->store, j);
-            rc = sd_store_commit(w->store);
+        sd_prepared *used = NULL;
+        size_t nused = 0;
+        for (sd_job *j = batch; j; j = j->next) {
+            sd_prepared *prep = job_claim(w, j);
+            if (!rc)
+                run_job(w->store, j, prep);
+            if (prep) {
+                prep->next = used;
+                used = prep;
+                nused++;
+            }
         }
+        int64_t t1 = mono_us();
+        if (!rc)
+            rc = sd_store_commit(w->store);
+        int64_t t2 = mono_us();
+        /* The bodies are not needed any more: results carry copies. */
+        trash_put(w, used, nused);
         char why[sizeof w->fail_first];
         why[0] = '\0';
         if (rc) {
@@ -233,6 +468,8 @@ static void writer_thread(void *arg)
         int fault = rc ? rc : why[0] ? SS_EDB : 0;
 
         uv_mutex_lock(&w->mu);
+        w->stats.apply_us += (uint64_t)(t1 - t0);
+        w->stats.commit_us += (uint64_t)(t2 - t1);
         w->stats.transactions++;
         w->stats.jobs += n;
         if (rc)
@@ -268,10 +505,7 @@ static void on_closed(uv_handle_t *h)
 
 static void on_closed_free(uv_handle_t *h)
 {
-    sd_writer *w = h->data;
-    uv_cond_destroy(&w->cond);
-    uv_mutex_destroy(&w->mu);
-    ss_free(w);
+    writer_free(h->data);
 }
 
 static void on_async(uv_async_t *a)
@@ -300,7 +534,8 @@ static void on_async(uv_async_t *a)
 
 int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg, sd_writer **out)
 {
-    if (!loop || !store || !out || store->readonly)
+    if (!loop || !store || !out || store->readonly ||
+        (cfg && cfg->prepare_threads > SD_WRITER_MAX_PREPARE_THREADS))
         return SS_EINVAL;
     *out = NULL;
     sd_writer *w = ss_malloc(sizeof *w);
@@ -310,25 +545,57 @@ int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg,
     w->loop = loop;
     w->store = store;
     w->max_batch = cfg && cfg->max_batch ? cfg->max_batch : 256;
+    w->prepare_ahead = cfg && cfg->prepare_ahead ? cfg->prepare_ahead : 64;
+    size_t nworkers = cfg ? cfg->prepare_threads : 0;
     if (uv_mutex_init(&w->mu) != 0) {
         ss_free(w);
         return SS_EINTERNAL;
     }
-    if (uv_cond_init(&w->cond) != 0) {
+    int ncond = 0;
+    if (uv_cond_init(&w->cond) == 0 && ++ncond && uv_cond_init(&w->work_cond) == 0 && ++ncond &&
+        uv_cond_init(&w->ready_cond) == 0)
+        ncond++;
+    if (ncond < 3) {
+        if (ncond > 1)
+            uv_cond_destroy(&w->work_cond);
+        if (ncond > 0)
+            uv_cond_destroy(&w->cond);
         uv_mutex_destroy(&w->mu);
         ss_free(w);
         return SS_EINTERNAL;
     }
+    if (nworkers) {
+        w->workers = ss_malloc(nworkers * sizeof *w->workers);
+        if (!w->workers) {
+            writer_free(w);
+            return SS_ENOMEM;
+        }
+        memset(w->workers, 0, nworkers * sizeof *w->workers);
+        w->nworkers = nworkers;
+        for (size_t i = 0; i < nworkers; i++) {
+            w->workers[i].w = w;
+            /* The store's verifier (sd_store_set_sig before the writer). */
+            int rc = sd_preparer_new(store->sig, &w->workers[i].pp);
+            if (rc) {
+                writer_free(w);
+                return rc;
+            }
+        }
+    }
     if (uv_async_init(loop, &w->async, on_async) != 0) {
-        uv_cond_destroy(&w->cond);
-        uv_mutex_destroy(&w->mu);
-        ss_free(w);
+        writer_free(w);
         return SS_EINTERNAL;
     }
     w->async.data = w;
-    if (uv_thread_create(&w->thread, writer_thread, w) != 0) {
+    int ok = 1;
+    for (size_t i = 0; ok && i < nworkers; i++) {
+        ok = uv_thread_create(&w->workers[i].thread, prep_thread, &w->workers[i]) == 0;
+        w->workers[i].started = ok;
+    }
+    if (!ok || uv_thread_create(&w->thread, writer_thread, w) != 0) {
         /* The async handle can only be freed after its close callback:
          * that callback frees the writer. The store stays the caller's. */
+        workers_stop(w);
         uv_close((uv_handle_t *)&w->async, on_closed_free);
         return SS_EINTERNAL;
     }
@@ -353,6 +620,17 @@ int sd_writer_submit(sd_writer *w, sd_job *job)
         w->q_head = job;
     w->q_tail = job;
     w->queued++;
+    job->prep_state = 0;
+    job->prep = NULL;
+    job->prep_next = NULL;
+    if (job->kind == SD_JOB_APPLY && w->nworkers) {
+        if (w->p_tail)
+            w->p_tail->prep_next = job;
+        else
+            w->p_head = job;
+        w->p_tail = job;
+        uv_cond_signal(&w->work_cond);
+    }
     uv_cond_signal(&w->cond);
     uv_mutex_unlock(&w->mu);
     return 0;
@@ -412,8 +690,6 @@ void sd_writer_destroy(sd_writer *w)
     }
     /* Jobs that finished after the last async callback cannot exist: the
      * thread exits only with an empty queue and signals afterwards. */
-    uv_cond_destroy(&w->cond);
-    uv_mutex_destroy(&w->mu);
     sd_store_close(w->store);
-    ss_free(w);
+    writer_free(w);
 }

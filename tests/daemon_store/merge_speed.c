@@ -113,7 +113,7 @@ static double via_writer(const char *path, envb *envs, long nenv, sd_peer *peers
     wrun st = { 0 };
     ASSERT_EQ(uv_loop_init(&loop), 0);
     sd_store *s = store_open_at(path, 0);
-    sd_writer_config cfg = { 256 };
+    sd_writer_config cfg = { .max_batch = 256, .prepare_threads = 2 };
     ASSERT_EQ(sd_writer_new(&loop, s, &cfg, &w), 0);
     double t0 = now_s();
     for (long k = 0; k < nenv; k++) {

@@ -55,7 +55,7 @@ static void wctx_open(wctx *c, size_t max_batch, int (*hook)(void *), void *hook
     sd_store *s = store_open_at(c->path, 0);
     if (hook)
         sqlite3_commit_hook(sd_store_handle(s), hook, hook_arg);
-    sd_writer_config cfg = { max_batch };
+    sd_writer_config cfg = { .max_batch = max_batch };
     ASSERT_EQ(sd_writer_new(&c->loop, s, &cfg, &c->w), 0);
 }
 

@@ -33,6 +33,7 @@ typedef struct sd_config {
     uint64_t max_output_bytes;
     uint64_t skew_tolerance_ms;
     uint64_t writer_max_batch;
+    uint64_t prepare_threads;
     uint64_t stale_after_s;
     uint64_t drain_timeout_ms;
     uint64_t require_signatures; /* 0/1 (SD_CFG_BOOL) */

@@ -4,8 +4,9 @@
  * origin), then the ECDSA P-256 signature over SHA-256 of the signed region.
  * Certificate verdicts are cached by the SHA-256 of the certificate DER.
  *
- * Threads: sd_sig_verify runs on the writer thread while SIGHUP swaps the
- * trust store on the loop thread (sd_sig_set_store). Both may be called from
+ * Threads: sd_sig_verify runs on the writer's prepare threads (and on the
+ * writer thread) while SIGHUP swaps the trust store on the loop thread
+ * (sd_sig_set_store). Both may be called from
  * any thread at any time; a store swap clears the cache, so a certificate
  * revoked by the new CRL is refused from the next envelope on. */
 #ifndef SD_SIG_H
@@ -41,6 +42,13 @@ int sd_sig_set_store(sd_sig *s, X509_STORE *store);
 
 /* Forgets every cached verdict (also done by sd_sig_set_store). */
 void sd_sig_clear_cache(sd_sig *s);
+
+/* A number that changes with every sd_sig_set_store and
+ * sd_sig_clear_cache: a verdict obtained while it read g is still what
+ * sd_sig_verify would answer as long as it still reads g (up to time:
+ * validity is checked at the receive time passed in). Lets a verdict be made
+ * ahead of use on another thread and made again after a reload. Thread-safe. */
+uint64_t sd_sig_generation(sd_sig *s);
 
 /* What verification found out. */
 typedef struct sd_sig_result {

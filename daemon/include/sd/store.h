@@ -107,6 +107,42 @@ void sd_store_set_sig(sd_store *s, struct sd_sig *sig, int require_signatures);
 int sd_store_apply(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes, size_t env_len,
                    int64_t now_ms, sd_result *out);
 
+/* ---- Two stages: prepare (no database, any thread), then apply ----
+ *
+ * Everything sd_store_apply does before it needs the database (the
+ * envelope's structure, its origin signature, the body parse with the
+ * schema check of every change, the SHA-256 of every change's bytes) can
+ * run ahead on other threads, so the one thread that owns the read-write
+ * handle does only the database work. The outcome is the same as
+ * sd_store_apply's on the same bytes: a prepared envelope records every
+ * verdict and sd_store_apply_prepared acts on them in the same order. */
+typedef struct sd_prepared sd_prepared; /* opaque */
+typedef struct sd_preparer sd_preparer; /* one per preparing thread */
+
+/* A preparer verifying with sig (NULL: signatures not checked; it must be
+ * the verifier the store was given with sd_store_set_sig, else apply
+ * verifies again). Returns 0 with *out, or SS_ENOMEM / SS_EINTERNAL. */
+int sd_preparer_new(struct sd_sig *sig, sd_preparer **out);
+/* Accepts NULL. */
+void sd_preparer_destroy(sd_preparer *pp);
+/* Prepares env_bytes (which must stay unchanged until the prepared
+ * envelope is freed) received at now_ms. Refusals of the peer's making are
+ * recorded in *out, not returned: returns 0 with *out, or SS_ENOMEM /
+ * SS_EINVAL with *out NULL. Thread-safe across preparers; one preparer is
+ * used by one thread at a time. */
+int sd_prepare(sd_preparer *pp, const uint8_t *env_bytes, size_t env_len, int64_t now_ms,
+               sd_prepared **out);
+/* Accepts NULL. Any thread. */
+void sd_prepared_free(sd_prepared *p);
+
+/* sd_store_apply with the work of sd_prepare already done: prep must come
+ * from sd_prepare on the same env_bytes, env_len and now_ms (else SS_EINVAL),
+ * or be NULL (prepared here, on the calling thread). A signature verdict
+ * made before the verifier's trust store was swapped (SIGHUP) is made again
+ * here. prep stays the caller's. */
+int sd_store_apply_prepared(sd_store *s, const sd_peer *peer, const uint8_t *env_bytes,
+                            size_t env_len, int64_t now_ms, sd_prepared *prep, sd_result *out);
+
 /* Highest committed sequence of an origin (0 if none). */
 int sd_store_committed(sd_store *s, const char *origin, uint64_t *seq);
 

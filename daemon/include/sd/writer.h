@@ -2,7 +2,10 @@
  * connections queue here; the thread applies a batch of them in one SQLite
  * transaction, commits (durable: WAL + synchronous=FULL), and only then hands
  * each result back to the loop thread through uv_async_send. The loop never
- * blocks on disk. */
+ * blocks on disk. A small pool of prepare threads does each envelope's
+ * database-free work (signature, body parse, change hashes: sd_prepare)
+ * ahead of the writer; jobs are still applied strictly in submission
+ * order. */
 #ifndef SD_WRITER_H
 #define SD_WRITER_H
 
@@ -42,13 +45,26 @@ struct sd_job {
     sd_job_cb cb;
     void *arg;
     sd_job *next; /* queue link, private */
+    /* Private to the writer: the prepare stage. */
+    int prep_state; /* 0 not claimed, 1 being prepared, 2 ready */
+    struct sd_prepared *prep;
+    sd_job *prep_next; /* link in the to-prepare list */
 };
 
 typedef struct sd_writer_config {
-    size_t max_batch; /* envelopes per transaction (default 256) */
+    size_t max_batch;       /* envelopes per transaction (default 256) */
+    size_t prepare_threads; /* prepare threads (0: the writer prepares each
+                             * envelope itself, inline) */
+    size_t prepare_ahead;   /* envelopes prepared ahead of the writer at most
+                             * (default 64): bounds the parsed bodies held */
 } sd_writer_config;
 
-/* Starts the thread on an open read-write store (the writer owns it from now
+/* Most prepare threads a writer accepts. */
+#define SD_WRITER_MAX_PREPARE_THREADS 64
+
+/* Starts the thread (and cfg->prepare_threads prepare threads, which verify
+ * with the verifier given to the store by sd_store_set_sig) on an open
+ * read-write store (the writer owns it from now
  * on and closes it in sd_writer_destroy). Returns 0, SS_EINVAL, SS_ENOMEM or
  * SS_EINTERNAL (thread or handle creation failed: *out stays NULL, the
  * store remains the caller's, and nothing needs stopping). */
@@ -87,6 +103,12 @@ typedef struct sd_writer_stats {
     uint64_t failing;             /* consecutive failed transactions now (0: healthy) */
     uint64_t recoveries;          /* commits that ended a run of failures */
     uint64_t reopens;             /* database handle reopened after persistent failures */
+    uint64_t prepared_ahead;      /* envelopes prepared by the prepare threads */
+    uint64_t prepared_inline;     /* envelopes the writer had to prepare itself */
+    uint64_t prepare_waits;       /* times the writer waited for a prepare thread */
+    uint64_t apply_us;            /* time spent applying jobs inside transactions */
+    uint64_t commit_us;           /* time spent in COMMIT (the durable write) */
+    uint64_t prepare_wait_us;     /* time the writer waited for a prepare thread */
 } sd_writer_stats;
 void sd_writer_get_stats(sd_writer *w, sd_writer_stats *out);
 
