@@ -464,6 +464,13 @@ static int syncer_setup(prog *p, syncer *s)
         return EXIT_USAGE;
     }
     s->sync.signer = &s->signer;
+    /* TLS and the signer hold parsed copies now: the PEM text (24 KiB of
+     * read buffers) would only sit in the heap for the whole run, and the
+     * key's is a secret, so it goes now rather than at exit. */
+    free(p->ca_pem);
+    free(p->cert_pem);
+    wipe_free(p->key_pem, p->key_len);
+    p->ca_pem = p->cert_pem = p->key_pem = NULL;
     return 0;
 }
 
