@@ -443,13 +443,19 @@ static void note_bad_handshake(gw_relay *r, dconn *c)
                 c->akey, r->pen->limit, r->pen->window_ms, r->pen->penalty_ms, r->pen->penalised);
 }
 
-/* Drains the listen backlog (up to 256 a turn): a turn can take tens of
- * milliseconds of handshake crypto, and a backlog left full makes the kernel
- * drop SYNs, honest ones included, which then wait a second to retry. An
- * accept that a flood wastes costs far less than that. */
+/* Drains the listen backlog, up to a quarter of max_conns a turn (16..256):
+ * a turn can take tens of milliseconds of handshake crypto, and a backlog
+ * left full makes the kernel drop SYNs, honest ones included, which then
+ * wait a second to retry. The quarter bounds how many evictions one turn
+ * can make on a full hub, so that a connection accepted last turn, whose
+ * ClientHello the hub has not read yet, is not evicted by one burst of a
+ * reconnecting swarm before it is stepped (turn() steps the connections
+ * before it accepts). */
 static void accept_new(gw_relay *r)
 {
-    for (int k = 0; k < 256; k++) {
+    uint32_t burst = r->cfg.max_conns / 4;
+    burst = burst < 16 ? 16 : burst > 256 ? 256 : burst;
+    for (uint32_t k = 0; k < burst; k++) {
         fws_sock *s = NULL;
         char addr[64], akey[GW_PENALTY_KEY];
         int rc = fws_accept(r->shim, r->listener, &s, addr, sizeof(addr));
@@ -1636,19 +1642,21 @@ static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
         fws_log(r->shim, FWS_LOG_ERROR, "event=relay_poll_failed err=%s", fws_strerror(rc));
         fws_sleep_ms(r->shim, 10);
     }
-    if (!stopping && r->listener && (r->pfd[0].revents & FWS_POLL_IN))
-        accept_new(r);
     int k = first_conn;
     for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
         dconn *c = &r->conns[i];
         if (c->state == ST_FREE)
             continue;
-        /* Conns accepted this turn were not in the poll set. */
+        /* Every live connection is in the poll set (accepts come after). */
         int readable = k < n && r->pfd[k].sock == c->nb.sock ? r->pfd[k].revents != 0 : 1;
         if (k < n && r->pfd[k].sock == c->nb.sock)
             k++;
         dconn_step(r, c, readable);
     }
+    /* After the connections have been stepped: see accept_new. Connections
+     * accepted now are stepped next turn (the poll finds them readable). */
+    if (!stopping && r->listener && (r->pfd[0].revents & FWS_POLL_IN))
+        accept_new(r);
     /* Group commit: one sync for everything that arrived in this turn, then
      * the ACKs. */
     if (gw_hubj_sync(&r->hj) < 0) {
