@@ -990,10 +990,12 @@ void gw_journal_mark(const gw_journal *j, gw_jmark *m)
     m->first = j->rfirst;
     m->off = j->roff;
     m->seq = j->rseq;
+    m->crc_failures = j->crc_failures;
 }
 
 void gw_journal_rewind(gw_journal *j, const gw_jmark *m)
 {
+    j->crc_failures = m->crc_failures;
     if (!m->valid) {
         reader_close(j);
         return;

@@ -195,6 +195,8 @@ int gw_journal_read_more(gw_journal *j, size_t off, void *buf, size_t n);
  * each pass meets the same entries and the same lost sequences. */
 typedef struct gw_jmark {
     uint64_t first, off, seq; /* segment, offset, sequence expected there */
+    uint64_t crc_failures;    /* bad regions counted so far: a replay that
+                                 meets them again does not count them twice */
     int valid;                /* 0: the cursor had no file (start over) */
 } gw_jmark;
 void gw_journal_mark(const gw_journal *j, gw_jmark *m);
