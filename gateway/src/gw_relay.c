@@ -443,19 +443,27 @@ static void note_bad_handshake(gw_relay *r, dconn *c)
                 c->akey, r->pen->limit, r->pen->window_ms, r->pen->penalty_ms, r->pen->penalised);
 }
 
-/* Drains the listen backlog, up to a quarter of max_conns a turn (16..256):
- * a turn can take tens of milliseconds of handshake crypto, and a backlog
- * left full makes the kernel drop SYNs, honest ones included, which then
- * wait a second to retry. The quarter bounds how many evictions one turn
- * can make on a full hub, so that a connection accepted last turn, whose
- * ClientHello the hub has not read yet, is not evicted by one burst of a
- * reconnecting swarm before it is stepped (turn() steps the connections
- * before it accepts). */
-static void accept_new(gw_relay *r)
+/* Drains the listen backlog, up to a quarter of max_conns a call (16..256).
+ * A turn can take tens of milliseconds of handshake crypto (hundreds on a
+ * loaded machine), and a backlog left full makes the kernel drop SYNs,
+ * honest ones included, which then wait a second to retry: so turn() also
+ * calls this between connection steps (evict 0: free slots only). With
+ * evict, at the end of the turn, a full hub makes room (free_slot); the
+ * quarter bounds how many evictions one turn can make, so that a connection
+ * accepted last turn, whose ClientHello the hub has not read yet, is not
+ * evicted by one burst of a reconnecting swarm before it is stepped. */
+static void accept_new(gw_relay *r, int evict)
 {
     uint32_t burst = r->cfg.max_conns / 4;
     burst = burst < 16 ? 16 : burst > 256 ? 256 : burst;
     for (uint32_t k = 0; k < burst; k++) {
+        if (!evict) {
+            uint32_t i = 0;
+            while (i < r->cfg.max_conns && r->conns[i].state != ST_FREE)
+                i++;
+            if (i == r->cfg.max_conns)
+                return; /* full: the end of the turn decides */
+        }
         fws_sock *s = NULL;
         char addr[64], akey[GW_PENALTY_KEY];
         int rc = fws_accept(r->shim, r->listener, &s, addr, sizeof(addr));
@@ -1643,20 +1651,25 @@ static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
         fws_sleep_ms(r->shim, 10);
     }
     int k = first_conn;
+    int64_t last_accept = fws_mono_ms(r->shim);
     for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
         dconn *c = &r->conns[i];
         if (c->state == ST_FREE)
             continue;
-        /* Every live connection is in the poll set (accepts come after). */
+        /* A connection accepted during this loop is not in the poll set:
+         * stepped as readable if the loop reaches its slot. */
         int readable = k < n && r->pfd[k].sock == c->nb.sock ? r->pfd[k].revents != 0 : 1;
         if (k < n && r->pfd[k].sock == c->nb.sock)
             k++;
         dconn_step(r, c, readable);
+        if (!stopping && r->listener && fws_mono_ms(r->shim) - last_accept >= 10) {
+            accept_new(r, 0);
+            last_accept = fws_mono_ms(r->shim);
+        }
     }
-    /* After the connections have been stepped: see accept_new. Connections
-     * accepted now are stepped next turn (the poll finds them readable). */
-    if (!stopping && r->listener && (r->pfd[0].revents & FWS_POLL_IN))
-        accept_new(r);
+    /* After the connections have been stepped: see accept_new. */
+    if (!stopping && r->listener)
+        accept_new(r, 1);
     /* Group commit: one sync for everything that arrived in this turn, then
      * the ACKs. */
     if (gw_hubj_sync(&r->hj) < 0) {
