@@ -31,6 +31,11 @@
 /* Rejections sent in one ACK frame at most (halved if the frame would exceed
  * the peer's max_frame). */
 #define ACK_REJECTS_PER_FRAME 64
+/* Between frames, a frame decoder buffer or a TLS write buffer larger than
+ * this is released rather than kept for the next frame: small frames (PING,
+ * ACK) reuse theirs, one large envelope does not pin its size for the life
+ * of the session. */
+#define SD_CONN_BUF_KEEP 4096u
 
 struct sd_conn {
     uv_tcp_t tcp;
@@ -81,6 +86,10 @@ struct sd_conn {
      * idle session does not carry 16 KiB it is not using (bench/: idle RSS
      * per connection). */
     uint8_t *pt;
+    /* Ciphertext not yet read by OpenSSL when a read could not be worked
+     * through (window full, session row being written): see
+     * feed_cipher. NULL otherwise. */
+    uint8_t *held;
 };
 
 typedef struct out_req {
@@ -196,6 +205,7 @@ static void conn_free(sd_conn *c)
     sd_tls_conn_free(&c->tls);
     ss_fdec_free(&c->dec);
     ss_free(c->pt);
+    ss_free(c->held); /* after the SSL (and its read BIO over it) is gone */
     ss_free(c->origins);
     free(c->acks);
     free(c->rejects);
@@ -327,6 +337,26 @@ static size_t kernel_outq(sd_conn *c)
     return 0;
 }
 
+/* The TLS write BIO, just drained, keeps the size it grew to (a burst of
+ * PONGs, a CRL frame for a relay): past SD_CONN_BUF_KEEP it is replaced by
+ * an empty one. After the handshake only, when OpenSSL has no buffering BIO
+ * of its own in front of it. */
+static void shrink_wbio(sd_conn *c)
+{
+    BUF_MEM *bm = NULL;
+    if (c->state < SD_CONN_HELLO || BIO_ctrl_pending(c->tls.wbio) != 0 ||
+        BIO_get_mem_ptr(c->tls.wbio, &bm) != 1 || !bm || bm->max <= SD_CONN_BUF_KEEP)
+        return;
+    BIO *nb = BIO_new(BIO_s_mem());
+    if (!nb) {
+        ERR_clear_error();
+        return; /* keep the big one: it works */
+    }
+    BIO_set_mem_eof_return(nb, -1);
+    SSL_set0_wbio(c->tls.ssl, nb); /* frees the old one */
+    c->tls.wbio = nb;
+}
+
 /* Moves whatever OpenSSL produced to the socket, in one write. */
 static void flush_out(sd_conn *c)
 {
@@ -362,6 +392,7 @@ static void flush_out(sd_conn *c)
     }
     if (!wrote)
         return; /* what the peer has not taken can only have shrunk */
+    shrink_wbio(c);
     /* A peer that does not read its ACKs must not make us buffer without
      * bound. What counts is everything the peer has not taken: the bytes
      * libuv still queues, and the bytes in the kernel's send queue that the
@@ -603,6 +634,89 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
 }
 
+/* ---- ciphertext in ----------------------------------------------------- */
+
+/* OpenSSL reads ciphertext from a read-only memory BIO laid over bytes we
+ * already hold: the current read, in the server's shared read buffer, or
+ * (held) a copy of what is left of it when it could not all be worked
+ * through at once (window full, session row being written, frames that came
+ * before WELCOME). A read-write memory BIO copied every read and kept the
+ * size it grew to, one envelope and more (about 68 KB) per connection for
+ * the rest of the session (docs/performance.md, "Fan-in"). Returns 0 or
+ * SS_ENOMEM (nothing changed). */
+static int set_cipher(sd_conn *c, const uint8_t *p, size_t n, uint8_t *held)
+{
+    static const uint8_t none[1];
+    BIO *b = BIO_new_mem_buf(n ? p : none, (int)n);
+    if (!b) {
+        ERR_clear_error();
+        return SS_ENOMEM;
+    }
+    /* Empty means "wait for more", not EOF. */
+    BIO_set_mem_eof_return(b, -1);
+    SSL_set0_rbio(c->tls.ssl, b); /* frees the previous BIO, not the bytes under it */
+    c->tls.rbio = b;
+    if (c->held != held) {
+        ss_free(c->held);
+        c->held = held;
+    }
+    return 0;
+}
+
+/* Hands a read's bytes to OpenSSL. Normally nothing is left of the previous
+ * ones (reading resumes only once they are worked through); if something
+ * is, both go, in order. */
+static int feed_cipher(sd_conn *c, const uint8_t *p, size_t n)
+{
+    char *left_p = NULL;
+    long left = BIO_get_mem_data(c->tls.rbio, &left_p);
+    if (left <= 0)
+        return set_cipher(c, p, n, NULL);
+    uint8_t *h = ss_malloc((size_t)left + n);
+    if (!h)
+        return SS_ENOMEM;
+    memcpy(h, left_p, (size_t)left);
+    memcpy(h + left, p, n);
+    int rc = set_cipher(c, h, (size_t)left + n, h);
+    if (rc != 0)
+        ss_free(h);
+    return rc;
+}
+
+/* After a pump, the read BIO must not be left over the shared read buffer,
+ * which the next read (of any connection) overwrites: what OpenSSL has not
+ * read yet is copied (held) until it is. A held copy that has been read is
+ * released. A closing session drops its unread input. */
+static void settle_cipher(sd_conn *c)
+{
+    if (sd__conn_dead(c) || !c->tls.ssl)
+        return;
+    char *p = NULL;
+    long left = BIO_get_mem_data(c->tls.rbio, &p);
+    if (left <= 0 || c->shutting) {
+        if (c->held || left > 0)
+            set_cipher(c, NULL, 0, NULL); /* on failure the old BIO stays valid */
+        return;
+    }
+    if (c->held)
+        return; /* already ours */
+    uint8_t *h = ss_malloc((size_t)left);
+    if (!h) {
+        set_error(c, "%s%s", "out of memory", "");
+        sd__conn_abort(c, "no_memory");
+        return;
+    }
+    memcpy(h, p, (size_t)left);
+    if (set_cipher(c, h, (size_t)left, h) != 0) {
+        ss_free(h);
+        set_error(c, "%s%s", "out of memory", "");
+        sd__conn_abort(c, "no_memory");
+        return;
+    }
+    SD_DEBUG(c->srv->log, "input_held", "conn=%llu peer=%s bytes=%ld paused=%d state=%d",
+             (unsigned long long)c->id, peer_node(c), left, c->paused, c->state);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     sd_conn *c = st->data;
@@ -622,7 +736,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         sd__conn_abort(c, "no_memory");
         return;
     }
-    if (BIO_write(c->tls.rbio, buf->base, (int)nread) != (int)nread) {
+    if (feed_cipher(c, (const uint8_t *)buf->base, (size_t)nread) != 0) {
+        set_error(c, "%s%s", "out of memory", "");
         sd__conn_abort(c, "no_memory");
         return;
     }
@@ -958,15 +1073,25 @@ static void handle_batch(sd_conn *c, const ss_frame *f)
         return;
     }
     sd_job *job = sd_job_new(SD_JOB_APPLY);
-    uint8_t *copy = ss_malloc(len ? len : 1);
-    if (!job || !copy) {
-        ss_free(job);
-        ss_free(copy);
+    if (!job) {
         fail_close(c, SS_ENOMEM, NULL, NULL, 0);
         return;
     }
-    memcpy(copy, bytes, len);
-    job->env = copy;
+    /* The decoder's buffer becomes the job's (the writer frees it): no copy
+     * of the envelope. A routed frame's hops go; the envelope moves to the
+     * front. From here on f->payload belongs to the job. */
+    size_t off = (size_t)(bytes - f->payload);
+    uint8_t *buf = NULL;
+    uint32_t flen = 0;
+    if (ss_fdec_take(&c->dec, &buf, &flen) != 0 || !buf || (size_t)flen != off + len) {
+        ss_free(buf);
+        sd_job_free(job);
+        fail_close(c, SS_EINTERNAL, "frame buffer not available", NULL, 0);
+        return;
+    }
+    if (off > 0)
+        memmove(buf, buf + off, len);
+    job->env = buf;
     job->env_len = len;
     job->peer = c->peer;
     /* The audit path: "direct" from a gateway; from a relay, the hops it
@@ -1217,10 +1342,23 @@ static void pump(sd_conn *c)
     }
 }
 
+/* Between frames, a large decoder buffer is not kept (the last frame has
+ * been handled: the empty feed releases it). */
+static void trim_decoder(sd_conn *c)
+{
+    size_t used = 0;
+    if (sd__conn_dead(c) || ss_fdec_pending(&c->dec) != 0)
+        return;
+    if (ss_fdec_feed(&c->dec, NULL, 0, &used) == 0)
+        ss_fdec_trim(&c->dec, SD_CONN_BUF_KEEP);
+}
+
 static void conn_pump(sd_conn *c)
 {
     cork(c);
     pump(c);
+    settle_cipher(c);
+    trim_decoder(c);
     uncork(c);
 }
 

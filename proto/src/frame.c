@@ -142,6 +142,15 @@ static int fdec_header_byte(ss_fdec *d, uint8_t b)
     return 0;
 }
 
+/* Back to the start of a frame; the buffer (if any) is kept. */
+static void fdec_next(ss_fdec *d)
+{
+    d->state = ST_HEADER;
+    d->hdr_have = 0;
+    d->have = 0;
+    d->len = 0;
+}
+
 int ss_fdec_feed(ss_fdec *d, const uint8_t *in, size_t len, size_t *consumed)
 {
     size_t used = 0;
@@ -156,10 +165,7 @@ int ss_fdec_feed(ss_fdec *d, const uint8_t *in, size_t len, size_t *consumed)
     if (d->state == ST_READY) {
         /* The caller has taken the frame: start the next one. The buffer is
          * kept for reuse; it never exceeds max_len. */
-        d->state = ST_HEADER;
-        d->hdr_have = 0;
-        d->have = 0;
-        d->len = 0;
+        fdec_next(d);
     }
     while (d->state == ST_HEADER && used < len) {
         rc = fdec_header_byte(d, in[used++]);
@@ -211,6 +217,35 @@ size_t ss_fdec_pending(const ss_fdec *d)
     if (d->state == ST_HEADER)
         return d->hdr_have;
     return (size_t)d->hdr_have + d->have;
+}
+
+int ss_fdec_take(ss_fdec *d, uint8_t **payload, uint32_t *len)
+{
+    if (d->state != ST_READY)
+        return SS_EAGAIN;
+    *len = d->len;
+    *payload = NULL;
+    if (d->len > 0) {
+        /* The buffer leaves with the frame; a zero-length frame has none
+         * of its own (its payload pointer was the header), so the buffer,
+         * if any, stays for the next frame. */
+        *payload = d->buf;
+        d->buf = NULL;
+        d->buf_cap = 0;
+    }
+    fdec_next(d);
+    return 0;
+}
+
+void ss_fdec_trim(ss_fdec *d, uint32_t keep)
+{
+    /* Only between frames: in ST_READY the caller may still be reading the
+     * payload (valid until the next feed), in ST_PAYLOAD it is filling. */
+    if (d == NULL || d->buf_cap <= keep || d->state != ST_HEADER)
+        return;
+    ss_free(d->buf);
+    d->buf = NULL;
+    d->buf_cap = 0;
 }
 
 void ss_fdec_free(ss_fdec *d)

@@ -680,6 +680,88 @@ TEST(never_reads_cap_counts_socket_queue)
     finish(&e, &d);
 }
 
+/* ---- a peer that does not wait for WELCOME ------------------------------ */
+
+/* HELLO and then, without waiting, a stream of BATCHes (one large among
+ * them) and a PING: they reach the daemon while it writes the session row,
+ * when it is not reading, so the ciphertext already received stays unread
+ * in the session (a copy of it: the shared read buffer is overwritten by
+ * the next read), and they are worked through after WELCOME. Each is
+ * applied once, in order, and the session carries on. */
+TEST(frames_before_welcome)
+{
+    tc_env e;
+    tc_daemon d;
+    tc_env_setup(&e);
+    tc_issue(&e, "gateway", "gw1", "s1");
+    const char *extra[] = { "--window", "4", NULL };
+    tc_daemon_start(&e, &d, extra);
+    tc_client c;
+    ASSERT_EQ(tc_connect(&c, &e, d.port, "gw1", NULL), 0);
+    ss_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = SS_FRAME_HELLO;
+    m.u.hello.proto = SS_PROTO_VERSION;
+    snprintf(m.u.hello.node, sizeof m.u.hello.node, "gw1");
+    m.u.hello.role = SS_ROLE_GATEWAY;
+    m.u.hello.max_frame = SS_FRAME_DEFAULT_MAX;
+    ASSERT_EQ(tc_send_msg(&c, &m), 0);
+    ss_hlc_t h = tc_hlc_now();
+    uint64_t seq = 1;
+    for (int i = 0; i < 30; i++) {
+        uint32_t n = i == 10 ? 600 : 5; /* one envelope of ~150 KB */
+        tc_send_batch(&c, "gw1", "s1", seq, n, "early", h + seq);
+        seq += n;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = SS_FRAME_PING;
+    m.u.ping.nonce = 77;
+    ASSERT_EQ(tc_send_msg(&c, &m), 0);
+    ss_msg r;
+    ASSERT_EQ(tc_recv_msg(&c, 10000, &r), 1);
+    ASSERT_EQ(r.type, SS_FRAME_WELCOME);
+    ASSERT_U64_EQ(tc_welcome_seq(&r.u.welcome, "gw1"), 0);
+    ss_msg_free(&r);
+    /* The ACKs and the PONG, in whatever order they come. */
+    uint64_t acked = 0;
+    int pong = 0;
+    int64_t t0 = tc_now_ms();
+    while ((acked < seq - 1 || !pong) && tc_now_ms() - t0 < 20000) {
+        ASSERT_EQ(tc_recv_msg(&c, 10000, &r), 1);
+        if (r.type == SS_FRAME_ERROR)
+            SS_TEST_FAIL("ERROR %s: %s", ss_err_name(r.u.error.code), r.u.error.message);
+        if (r.type == SS_FRAME_PONG && r.u.ping.nonce == 77)
+            pong = 1;
+        if (r.type == SS_FRAME_ACK)
+            for (int i = 0; i < r.u.ack.nacks; i++)
+                if (strcmp(r.u.ack.acks[i].origin, "gw1") == 0 && r.u.ack.acks[i].seq > acked)
+                    acked = r.u.ack.acks[i].seq;
+        ss_msg_free(&r);
+    }
+    ASSERT_U64_EQ(acked, seq - 1);
+    ASSERT(pong);
+    int held = tc_log_count(&d, "event=input_held");
+    printf("frames_before_welcome: %llu changes in 30 BATCHes (one of 600) sent before WELCOME, "
+           "all acknowledged, then the PONG; unread input held %d time(s) (%d while opening), "
+           "backpressure %d time(s)\n",
+           (unsigned long long)(seq - 1), held, tc_log_count(&d, "paused=0 state=2"),
+           tc_log_count(&d, "event=backpressure"));
+    fflush(stdout);
+    /* The window (4) is far below 30 BATCHes: input was left unread and
+     * held at least once. */
+    ASSERT_GT(held, 0);
+    /* The session goes on after them. */
+    tc_send_batch(&c, "gw1", "s1", seq, 5, "late", h + seq);
+    seq += 5;
+    ASSERT_U64_EQ(tc_wait_ack(&c, "gw1", seq - 1, 10000), seq - 1);
+    tc_close(&c);
+    ASSERT_EQ(tc_sql_int(d.db, "SELECT committed FROM origins WHERE origin='gw1'"),
+              (int64_t)(seq - 1));
+    ASSERT_EQ(tc_sql_int(d.db, "SELECT count(DISTINCT seq) FROM audit WHERE origin='gw1'"),
+              (int64_t)(seq - 1));
+    finish(&e, &d);
+}
+
 /* ---- frame lengths: 0, max+1, 2^32-1 ------------------------------------ */
 
 /* The daemon's answer to a frame header with this type and length, sent
@@ -1190,5 +1272,6 @@ SS_TEST_MAIN(SS_TEST_ENTRY(slowloris) SS_TEST_ENTRY(slowloris_over_max_connectio
                  SS_TEST_ENTRY(conn_flood) SS_TEST_ENTRY(bad_handshake_rate_limit)
                      SS_TEST_ENTRY(never_reads_acks)
                          SS_TEST_ENTRY(never_reads_cap_counts_socket_queue)
-                             SS_TEST_ENTRY(frame_lengths) SS_TEST_ENTRY(truncated_every_byte)
-                                 SS_TEST_ENTRY(duplicate_keys) SS_TEST_ENTRY(deep_document))
+                             SS_TEST_ENTRY(frames_before_welcome) SS_TEST_ENTRY(frame_lengths)
+                                 SS_TEST_ENTRY(truncated_every_byte) SS_TEST_ENTRY(duplicate_keys)
+                                     SS_TEST_ENTRY(deep_document))

@@ -30,11 +30,19 @@ static void *count_realloc(void *p, size_t n)
         g_alloc.largest = n;
     return realloc(p, n);
 }
-static const ss_allocator counting = { count_malloc, count_realloc, free };
+static long g_frees;
+static void count_free(void *p)
+{
+    if (p)
+        g_frees++;
+    free(p);
+}
+static const ss_allocator counting = { count_malloc, count_realloc, count_free };
 
 static void counting_on(long fail_at)
 {
     memset(&g_alloc, 0, sizeof(g_alloc));
+    g_frees = 0;
     g_alloc.fail_at = fail_at;
     ss_set_allocator(&counting);
 }
@@ -434,6 +442,130 @@ TEST(zeroize_wipes)
         ASSERT_EQ(secret[i], 0);
 }
 
+/* ss_fdec_take: the ready frame's buffer changes hands (no copy, not freed
+ * by the decoder), the frame is consumed, the next one decodes into a new
+ * buffer; with nothing ready nothing is taken. */
+TEST(take_hands_over_the_buffer)
+{
+    uint8_t in[2 * (SS_FRAME_HEADER_LEN + 3000)];
+    size_t n1 = make_frame(in, sizeof(in), SS_FRAME_BATCH, 3000);
+    size_t n2 = make_frame(in + n1, sizeof(in) - n1, SS_FRAME_PING, 40);
+    counting_on(0);
+    ss_fdec d;
+    ss_fdec_init(&d, 4096);
+    uint8_t *p = (uint8_t *)1;
+    uint32_t len = 7;
+    /* Nothing ready: SS_EAGAIN, outputs untouched, a partial frame kept. */
+    ASSERT_EQ(ss_fdec_take(&d, &p, &len), SS_EAGAIN);
+    size_t used = 0;
+    ASSERT_EQ(ss_fdec_feed(&d, in, 100, &used), 0);
+    ASSERT_EQ(ss_fdec_take(&d, &p, &len), SS_EAGAIN);
+    ASSERT(p == (uint8_t *)1);
+    ASSERT_EQ(len, 7);
+    ASSERT_EQ(ss_fdec_pending(&d), 100);
+    size_t pos = 100;
+    ASSERT_EQ(ss_fdec_feed(&d, in + pos, n1 + n2 - pos, &used), 1);
+    pos += used;
+    ASSERT_EQ(pos, n1);
+    ss_frame f;
+    ASSERT_EQ(ss_fdec_frame(&d, &f), 0);
+    const uint8_t *inside = f.payload;
+    long frees = g_frees;
+    ASSERT_EQ(ss_fdec_take(&d, &p, &len), 0);
+    ASSERT(p == inside); /* the same bytes, not a copy */
+    ASSERT_EQ(len, 3000);
+    ss_frame taken = { SS_FRAME_BATCH, 0, len, p };
+    check_payload(&taken, SS_FRAME_BATCH, 3000);
+    ASSERT_EQ(g_frees, frees);
+    /* Consumed: no frame, nothing pending, a second take takes nothing. */
+    ASSERT_EQ(ss_fdec_frame(&d, &f), SS_EAGAIN);
+    ASSERT_EQ(ss_fdec_pending(&d), 0);
+    uint8_t *again = NULL;
+    ASSERT_EQ(ss_fdec_take(&d, &again, &len), SS_EAGAIN);
+    /* The next frame gets its own buffer; the taken one is untouched. */
+    long calls = g_alloc.calls;
+    ASSERT_EQ(ss_fdec_feed(&d, in + pos, n1 + n2 - pos, &used), 1);
+    ASSERT_EQ(used, n2);
+    ASSERT(g_alloc.calls > calls);
+    ASSERT_EQ(ss_fdec_frame(&d, &f), 0);
+    check_payload(&f, SS_FRAME_PING, 40);
+    ASSERT(f.payload != p);
+    check_payload(&taken, SS_FRAME_BATCH, 3000);
+    ss_fdec_free(&d);
+    ss_free(p);
+    ss_set_allocator(NULL);
+}
+
+/* A zero-length frame has no buffer of its own: take gives NULL and the
+ * decoder keeps the buffer it had. */
+TEST(take_empty_frame_gives_null)
+{
+    uint8_t in[SS_FRAME_HEADER_LEN + 500 + SS_FRAME_HEADER_LEN];
+    size_t n1 = make_frame(in, sizeof(in), SS_FRAME_PING, 500);
+    size_t n2 = make_frame(in + n1, sizeof(in) - n1, SS_FRAME_PONG, 0);
+    counting_on(0);
+    ss_fdec d;
+    ss_fdec_init(&d, 4096);
+    size_t used = 0;
+    ASSERT_EQ(ss_fdec_feed(&d, in, n1 + n2, &used), 1);
+    ASSERT_EQ(ss_fdec_feed(&d, in + used, n1 + n2 - used, &used), 1);
+    ASSERT_EQ(used, n2);
+    uint8_t *p = (uint8_t *)1;
+    uint32_t len = 9;
+    ASSERT_EQ(ss_fdec_take(&d, &p, &len), 0);
+    ASSERT(p == NULL);
+    ASSERT_EQ(len, 0);
+    ASSERT_EQ(g_frees, 0);
+    ASSERT(d.buf != NULL); /* still the decoder's, freed below */
+    ss_fdec_free(&d);
+    ASSERT_EQ(g_frees, 1);
+    ss_set_allocator(NULL);
+}
+
+/* ss_fdec_trim frees a large buffer only between frames, never under a
+ * partial or a ready frame, and the decoder carries on after it. */
+TEST(trim_only_between_frames)
+{
+    uint8_t in[2 * (SS_FRAME_HEADER_LEN + 3000)];
+    size_t n1 = make_frame(in, sizeof(in), SS_FRAME_BATCH, 3000);
+    size_t n2 = make_frame(in + n1, sizeof(in) - n1, SS_FRAME_BATCH, 2000);
+    counting_on(0);
+    ss_fdec d;
+    ss_fdec_init(&d, 4096);
+    size_t used = 0;
+    /* Partial payload: kept. */
+    ASSERT_EQ(ss_fdec_feed(&d, in, 1000, &used), 0);
+    ss_fdec_trim(&d, 0);
+    ASSERT_EQ(g_frees, 0);
+    ASSERT_EQ(ss_fdec_feed(&d, in + 1000, n1 - 1000, &used), 1);
+    /* Ready, the caller may still read it: kept. */
+    ss_fdec_trim(&d, 0);
+    ASSERT_EQ(g_frees, 0);
+    ss_frame f;
+    ASSERT_EQ(ss_fdec_frame(&d, &f), 0);
+    check_payload(&f, SS_FRAME_BATCH, 3000);
+    /* Released by an empty feed: now it goes, unless small enough. */
+    ASSERT_EQ(ss_fdec_feed(&d, NULL, 0, &used), 0);
+    ss_fdec_trim(&d, 4096);
+    ASSERT_EQ(g_frees, 0);
+    ss_fdec_trim(&d, 256);
+    ASSERT_EQ(g_frees, 1);
+    ASSERT(d.buf == NULL);
+    ss_fdec_trim(&d, 0); /* nothing left: a no-op */
+    ASSERT_EQ(g_frees, 1);
+    /* A partial header holds no payload: the buffer may go, and the frame
+     * still decodes whole. */
+    ASSERT_EQ(ss_fdec_feed(&d, in + n1, 3, &used), 0);
+    ss_fdec_trim(&d, 0);
+    ASSERT_EQ(ss_fdec_feed(&d, in + n1 + 3, n2 - 3, &used), 1);
+    ASSERT_EQ(ss_fdec_frame(&d, &f), 0);
+    check_payload(&f, SS_FRAME_BATCH, 2000);
+    ASSERT_EQ(ss_fdec_pending(&d), 0);
+    ss_fdec_free(&d);
+    ss_fdec_trim(&d, 0); /* on a freed decoder: a no-op */
+    ss_set_allocator(NULL);
+}
+
 #define ALL_TESTS                                              \
     SS_TEST_ENTRY(type_names)                                  \
     SS_TEST_ENTRY(write_header_layout_and_errors)              \
@@ -449,6 +581,9 @@ TEST(zeroize_wipes)
     SS_TEST_ENTRY(announced_length_does_not_allocate_up_front) \
     SS_TEST_ENTRY(allocation_failure_is_enomem_and_sticky)     \
     SS_TEST_ENTRY(feed_after_ready_starts_next_frame)          \
+    SS_TEST_ENTRY(take_hands_over_the_buffer)                  \
+    SS_TEST_ENTRY(take_empty_frame_gives_null)                 \
+    SS_TEST_ENTRY(trim_only_between_frames)                    \
     SS_TEST_ENTRY(err_table)                                   \
     SS_TEST_ENTRY(zeroize_wipes)
 

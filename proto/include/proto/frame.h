@@ -87,6 +87,22 @@ int ss_fdec_frame(const ss_fdec *d, ss_frame *out);
  * clean EOF from a truncated frame. */
 size_t ss_fdec_pending(const ss_fdec *d);
 
+/* Takes the ready frame's payload buffer instead of copying it: *payload
+ * (allocated with ss_malloc/ss_realloc; the caller frees it with ss_free)
+ * gets the payload, *len its length; *payload is NULL when len is 0. The
+ * buffer may be larger than len. The frame is consumed: ss_fdec_frame
+ * returns SS_EAGAIN until the next one is complete, and the decoder
+ * allocates afresh for it. Returns 0, or SS_EAGAIN (nothing taken) if no
+ * frame is ready. */
+int ss_fdec_take(ss_fdec *d, uint8_t **payload, uint32_t *len);
+
+/* Frees the payload buffer if it holds more than keep bytes of capacity and
+ * the decoder is between frames (no payload being filled, and no ready
+ * frame: feed 0 bytes first to release one the caller is done with): a
+ * connection that received one large frame does not keep its buffer while
+ * idle. Cannot fail; a no-op otherwise. */
+void ss_fdec_trim(ss_fdec *d, uint32_t keep);
+
 /* Frees the buffer; safe on an initialised or freed decoder. */
 void ss_fdec_free(ss_fdec *d);
 
