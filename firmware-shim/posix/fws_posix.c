@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -23,7 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LISTEN_BACKLOG 128
+/* A hub is reached by bursts of reconnecting gateways; a short backlog
+ * drops their SYNs and turns a one-second outage into retry backoff. The
+ * kernel caps this at net.core.somaxconn (4096 on Debian 12). */
+#define LISTEN_BACKLOG 4096
 #define TAG_MAX        64
 #define POLL_STACK     16
 
@@ -496,6 +500,21 @@ static void px_sock_close(void *ctx, fws_sock *s)
     free(s);
 }
 
+/* A node that listens serves many peers: use the hard descriptor limit, not
+ * the default soft 1024, as sitesyncd does. Best effort; the hub evicts and
+ * refuses past its own max_conns either way. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1048576 : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        struct rlimit nl = { want, rl.rlim_max };
+        (void)setrlimit(RLIMIT_NOFILE, &nl);
+    }
+}
+
 static int px_listen(void *ctx, const char *host, uint16_t port, fws_sock **out,
                      uint16_t *bound_port)
 {
@@ -507,6 +526,7 @@ static int px_listen(void *ctx, const char *host, uint16_t port, fws_sock **out,
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    raise_nofile();
     struct addrinfo *res = NULL;
     int g = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, &res);
     if (g != 0)
