@@ -39,6 +39,9 @@
 #define REOPEN_AFTER 4
 /* Repeated store_fault lines are counted, and logged at most this often. */
 #define FAULT_LOG_EVERY_MS 1000
+/* Applied envelopes waiting to be freed before a prepare thread is woken
+ * for them (a parsed 100-change envelope holds about 300 KiB). */
+#define TRASH_BATCH 8
 
 static int64_t mono_us(void)
 {
@@ -239,7 +242,7 @@ static void prep_thread(void *arg)
     uv_mutex_lock(&w->mu);
     for (;;) {
         int can_prep = w->p_head && w->ahead < w->prepare_ahead;
-        if (w->trash && (!can_prep || w->trash_n >= w->prepare_ahead)) {
+        if (w->trash && (!can_prep || w->trash_n >= TRASH_BATCH)) {
             sd_prepared *list = w->trash;
             w->trash = NULL;
             w->trash_n = 0;
@@ -281,16 +284,36 @@ static void prep_thread(void *arg)
     uv_mutex_unlock(&w->mu);
 }
 
+/* Puts an applied envelope on the trash list (under mu). */
+static void trash_push_locked(sd_writer *w, sd_prepared *p)
+{
+    p->next = w->trash;
+    w->trash = p;
+    if (++w->trash_n >= TRASH_BATCH)
+        uv_cond_signal(&w->work_cond);
+}
+
 /* Takes job j (the next the writer runs) out of the prepare stage and
  * returns its prepared envelope, or NULL when the writer must prepare it
  * itself (no pool, not an APPLY job, not claimed yet, or its preparation
  * failed). Writer thread; every job of a batch goes through here, run or
- * not, so that no prepare thread can touch a job after it is handed back. */
-static sd_prepared *job_claim(sd_writer *w, sd_job *j)
+ * not, so that no prepare thread can touch a job after it is handed back.
+ * done (the previous job's prepared envelope, applied: nothing refers to
+ * it any more) goes to the prepare threads to be freed under the same
+ * lock, so a parsed body is held no longer than it was when the writer
+ * freed it itself. */
+static sd_prepared *job_claim(sd_writer *w, sd_job *j, sd_prepared *done)
 {
-    if (j->kind != SD_JOB_APPLY || w->nworkers == 0)
+    int apply = j->kind == SD_JOB_APPLY && w->nworkers > 0;
+    if (!apply && !done)
         return NULL;
     uv_mutex_lock(&w->mu);
+    if (done)
+        trash_push_locked(w, done);
+    if (!apply) {
+        uv_mutex_unlock(&w->mu);
+        return NULL;
+    }
     if (j->prep_state == 0) {
         /* Jobs are claimed in submission order and the writer takes them in
          * that order, so an unclaimed job at the writer heads the list. */
@@ -320,28 +343,13 @@ static sd_prepared *job_claim(sd_writer *w, sd_job *j)
     return p;
 }
 
-/* Hands prepared envelopes the writer is done with to the prepare threads
- * to free (or frees them here when there is no pool). */
-static void trash_put(sd_writer *w, sd_prepared *list, size_t n)
+/* Hands the last applied envelope of a batch to the prepare threads. */
+static void trash_put(sd_writer *w, sd_prepared *p)
 {
-    if (!list)
+    if (!p)
         return;
-    if (w->nworkers == 0) {
-        while (list) {
-            sd_prepared *p = list;
-            list = p->next;
-            sd_prepared_free(p);
-        }
-        return;
-    }
-    sd_prepared *last = list;
-    while (last->next)
-        last = last->next;
     uv_mutex_lock(&w->mu);
-    last->next = w->trash;
-    w->trash = list;
-    w->trash_n += n;
-    uv_cond_signal(&w->work_cond);
+    trash_push_locked(w, p);
     uv_mutex_unlock(&w->mu);
 }
 
@@ -430,24 +438,18 @@ static void writer_thread(void *arg)
          * savepoint inside, so a refused one leaves the others intact. */
         int64_t t0 = mono_us();
         int rc = sd_store_begin(w->store);
-        sd_prepared *used = NULL;
-        size_t nused = 0;
+        sd_prepared *prep = NULL;
         for (sd_job *j = batch; j; j = j->next) {
-            sd_prepared *prep = job_claim(w, j);
+            prep = job_claim(w, j, prep);
             if (!rc)
                 run_job(w->store, j, prep);
-            if (prep) {
-                prep->next = used;
-                used = prep;
-                nused++;
-            }
         }
+        /* The bodies are not needed any more: results carry copies. */
+        trash_put(w, prep);
         int64_t t1 = mono_us();
         if (!rc)
             rc = sd_store_commit(w->store);
         int64_t t2 = mono_us();
-        /* The bodies are not needed any more: results carry copies. */
-        trash_put(w, used, nused);
         char why[sizeof w->fail_first];
         why[0] = '\0';
         if (rc) {
