@@ -11,10 +11,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -693,6 +695,16 @@ static void px_log(void *ctx, int level, const char *line)
     (void)w; /* nowhere left to report a failing stderr */
 }
 
+static int px_sock_outq(void *ctx, fws_sock *s, size_t *out)
+{
+    (void)ctx;
+    int n = 0;
+    if (s->listener || ioctl(s->fd, SIOCOUTQ, &n) != 0 || n < 0)
+        return FWS_ENOTSUP;
+    *out = (size_t)n;
+    return 0;
+}
+
 static const fws_ops posix_ops = {
     .version = FWS_VERSION,
     .ops_size = sizeof(fws_ops),
@@ -718,6 +730,7 @@ static const fws_ops posix_ops = {
     .accept = px_accept,
     .poll = px_poll,
     .log = px_log,
+    .sock_outq = px_sock_outq,
 };
 
 /* mkdir -p with mode 0700 for the components it creates, syncing each

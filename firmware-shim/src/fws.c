@@ -396,6 +396,21 @@ int fws_accept(const fws *s, fws_sock *listener, fws_sock **out, char *peer, siz
     return rc;
 }
 
+int fws_sock_outq(const fws *s, fws_sock *sock, size_t *out)
+{
+    if (out == NULL)
+        return FWS_EINVAL;
+    *out = 0;
+    if (sock == NULL)
+        return FWS_EINVAL;
+    if (!HAS(s, sock_outq))
+        return FWS_ENOTSUP;
+    int rc = s->ops->sock_outq(s->ctx, sock, out);
+    if (rc < 0)
+        *out = 0;
+    return rc;
+}
+
 int fws_poll(const fws *s, fws_pollfd *fds, int n, uint32_t timeout_ms)
 {
     if (!HAS(s, poll))

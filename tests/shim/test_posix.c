@@ -325,6 +325,37 @@ TEST(loopback_tcp_echo)
     ASSERT_EQ(echoed, n);
     ASSERT_MEM_EQ(in, out, n);
 
+    /* Unacknowledged output: 0 once the peer has everything; a peer that
+     * stops reading leaves bytes queued that the relay's cap must see. */
+    size_t q = 1;
+    for (int i = 0; i < 200 && q != 0; i++) {
+        ASSERT_EQ(fws_sock_outq(&s, c, &q), 0);
+        if (q != 0)
+            fws_sleep_ms(&s, 5);
+    }
+    ASSERT_EQ(q, 0);
+    size_t queued = 0;
+    /* Until the send buffer is full: loopback acknowledges what fits in the
+     * peer's receive buffer, so only then are bytes unacknowledged. */
+    for (int i = 0; i < 10000; i++) {
+        int rc = fws_send(&s, c, out, 65536);
+        ASSERT(rc > 0 || rc == FWS_EAGAIN);
+        if (rc == FWS_EAGAIN)
+            break;
+        queued += (size_t)rc;
+    }
+    ASSERT_EQ(fws_sock_outq(&s, c, &q), 0);
+    ASSERT(q > 0 && q <= queued);
+    ASSERT_EQ(fws_sock_outq(&s, l, &q), FWS_ENOTSUP);
+    ASSERT_EQ(q, 0);
+    ASSERT_EQ(fws_sock_outq(&s, NULL, &q), FWS_EINVAL);
+    for (size_t drained = 0, i = 0; drained < queued && i < 100000; i++) {
+        uint8_t tmp[65536];
+        int rc = fws_recv(&s, srv, tmp, sizeof(tmp), 1000);
+        ASSERT(rc > 0);
+        drained += (size_t)rc;
+    }
+
     /* Orderly close: the peer reads EOF as FWS_ECLOSED. */
     fws_sock_close(&s, c);
     uint8_t b;

@@ -129,6 +129,13 @@ typedef struct fws_ops {
 
     /* --- log: one line per call, no trailing newline --- */
     void (*log)(void *ctx, int level, const char *line);
+
+    /* --- added after version 1's first table; optional (HAS checks size) --- */
+    /* Bytes handed to send() that the peer has not acknowledged yet (the
+     * platform's send queue). A relay counts them against its output cap:
+     * a peer that never reads otherwise fills kernel buffers of megabytes
+     * before the relay's own queue grows. FWS_ENOTSUP where unknown. */
+    int (*sock_outq)(void *ctx, fws_sock *s, size_t *out);
 } fws_ops;
 
 /* A shim instance: the ops and their context. */
@@ -172,6 +179,9 @@ void fws_sock_close(const fws *s, fws_sock *sock);
 int fws_listen(const fws *s, const char *host, uint16_t port, fws_sock **out, uint16_t *bound_port);
 int fws_accept(const fws *s, fws_sock *listener, fws_sock **out, char *peer, size_t peer_cap);
 int fws_poll(const fws *s, fws_pollfd *fds, int n, uint32_t timeout_ms);
+/* *out = bytes sent but unacknowledged by the peer; FWS_ENOTSUP (and *out 0)
+ * where the platform cannot tell. */
+int fws_sock_outq(const fws *s, fws_sock *sock, size_t *out);
 
 void fws_log(const fws *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
