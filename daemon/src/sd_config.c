@@ -49,7 +49,8 @@ static const sd_config_def table[] = {
     { "window", SD_CFG_UINT, F(window), 1, 1024, 0, "32",
       "BATCH frames a peer may have in flight; beyond it the daemon stops reading from it" },
     { "max_output_bytes", SD_CFG_UINT, F(max_output_bytes), 4096, 1073741824, 0, "4194304",
-      "cap on a connection's unsent output (bytes); a peer that does not read is cut off" },
+      "cap on a connection's output the peer has not acknowledged (queued plus the kernel's send "
+      "queue, bytes); a peer that does not read is cut off" },
     { "skew_tolerance_ms", SD_CFG_UINT, F(skew_tolerance_ms), 0, 86400000, 0, "300000",
       "changes stamped further than this in the future are refused and audited" },
     { "writer_max_batch", SD_CFG_UINT, F(writer_max_batch), 1, 65536, 0, "256",
