@@ -442,6 +442,7 @@ static void reader_close(gw_journal *j)
         fws_close(j->shim, j->rfile);
     j->rfile = NULL;
     j->cur_valid = 0;
+    j->st_valid = 0;
 }
 
 /* Removes segments whose every sequence is acknowledged, oldest first. The
@@ -864,10 +865,12 @@ static int payload_read(gw_journal *j, uint64_t off, const ehdr *h,
 /* gw_journal_read and gw_journal_read_head: an entry whose header says it
  * is longer than max is refused with SS_ENOSPC (cursor unmoved) before its
  * CRC is looked at; otherwise its first min(len, cap) bytes go to buf. */
-static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max, size_t *len)
+static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max, size_t *len,
+                      int defer)
 {
     if (!j || !j->open || !len || (!buf && cap > 0))
         return SS_EINVAL;
+    j->st_valid = 0;
     if (j->broken)
         return j->broken;
     if (seq <= j->acked || seq >= j->next_seq)
@@ -913,6 +916,19 @@ static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t
         if (rc == 1 && h.seq == seq && h.seq == j->rseq) {
             if (h.len > max)
                 return SS_ENOSPC;
+            if (defer) {
+                /* gw_journal_stream_begin: the payload is read and
+                 * checked piece by piece by the caller's reads. */
+                j->cur_valid = 0;
+                j->cur_crc = h.crc;
+                j->st_crc = gw_crc32c(0, raw, 24);
+                j->st_pos = j->roff + GW_JOURNAL_ENTRY_HDR;
+                j->st_left = h.len;
+                j->st_hlc = h.hlc;
+                j->st_valid = 1;
+                *len = h.len;
+                return 0;
+            }
             rc = payload_read(j, j->roff, &h, raw, buf, cap);
             if (rc < 0)
                 return rc;
@@ -920,6 +936,7 @@ static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t
                 j->cur_first = j->rfirst;
                 j->cur_off = j->roff + GW_JOURNAL_ENTRY_HDR;
                 j->cur_len = h.len;
+                j->cur_crc = h.crc;
                 j->cur_valid = 1;
                 j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
                 j->rseq++;
@@ -959,13 +976,118 @@ int gw_journal_read(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t *
 {
     if (!buf)
         return SS_EINVAL;
-    return read_entry(j, seq, buf, cap, cap, len);
+    return read_entry(j, seq, buf, cap, cap, len, 0);
 }
 
 int gw_journal_read_head(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t max,
                          size_t *len)
 {
-    return read_entry(j, seq, buf, cap, max, len);
+    return read_entry(j, seq, buf, cap, max, len, 0);
+}
+
+int gw_journal_peek(gw_journal *j, uint64_t seq, size_t max, size_t *len)
+{
+    if (!j || !j->open || !len)
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    if (seq <= j->acked || seq >= j->next_seq)
+        return SS_ENOENT;
+    j->st_valid = 0;
+    int64_t si = find_seg(j, seq);
+    if (si < 0 || seq > j->segs[si].last)
+        return SS_EAGAIN;
+    gw_jseg *s = &j->segs[si];
+    int rc;
+    if (!j->rfile || j->rfirst != s->first || j->rseq > seq) {
+        rc = reader_open(j, (uint32_t)si);
+        if (rc < 0)
+            return rc == FWS_ENOENT ? SS_EAGAIN : gw__map_fws(rc);
+    }
+    if (j->rseq != seq) {
+        /* Entries to skip first (the first read after an open): the full
+         * read skips them with their checks and checks this one too. */
+        rc = read_entry(j, seq, NULL, 0, max, len, 0);
+        return rc == SS_ECORRUPT ? SS_EAGAIN : rc;
+    }
+    uint64_t size = s->size;
+    if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
+        rc = fws_size(j->shim, j->rfile, &size);
+        if (rc < 0)
+            return gw__map_fws(rc);
+    }
+    ehdr h;
+    uint8_t raw[GW_JOURNAL_ENTRY_HDR];
+    rc = ehdr_read(j, j->rfile, j->roff, size, &h, raw);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || h.seq != seq)
+        return SS_EAGAIN; /* anything unusual: the caller reads it all, checked */
+    if (h.len > max)
+        return SS_ENOSPC;
+    j->cur_valid = 0;
+    j->cur_crc = h.crc;
+    j->roff += GW_JOURNAL_ENTRY_HDR + h.len;
+    j->rseq++;
+    j->rhlc = h.hlc;
+    *len = h.len;
+    return 0;
+}
+
+uint32_t gw_journal_entry_crc(const gw_journal *j)
+{
+    return j->cur_crc;
+}
+
+int gw_journal_stream_begin(gw_journal *j, uint64_t seq, size_t max, size_t *len)
+{
+    return read_entry(j, seq, NULL, 0, max, len, 1);
+}
+
+int gw_journal_stream_read(gw_journal *j, void *buf, size_t n)
+{
+    if (!j || !j->open || (!buf && n > 0))
+        return SS_EINVAL;
+    if (j->broken)
+        return j->broken;
+    if (!j->st_valid || !j->rfile || n > j->st_left)
+        return SS_EINVAL;
+    int rc = fws_read_full(j->shim, j->rfile, j->st_pos, buf, n);
+    if (rc < 0) {
+        j->st_valid = 0;
+        return gw__map_fws(rc);
+    }
+    j->st_crc = gw_crc32c(j->st_crc, buf, n);
+    j->st_pos += n;
+    j->st_left -= (uint32_t)n;
+    return 0;
+}
+
+int gw_journal_stream_end(gw_journal *j)
+{
+    if (!j || !j->open)
+        return SS_EINVAL;
+    if (!j->st_valid || j->st_left != 0)
+        return SS_EINVAL;
+    j->st_valid = 0;
+    if (j->st_crc != j->cur_crc) {
+        /* The cursor stays on the entry: its bytes went out already, so the
+         * caller abandons what it was sending with them. */
+        j->crc_failures++;
+        fws_log(j->shim, FWS_LOG_ERROR,
+                "event=journal_corrupt first=%" PRIu64 " offset=%" PRIu64 " while=streaming",
+                j->rfirst, j->roff);
+        return SS_ECORRUPT;
+    }
+    uint32_t n = (uint32_t)(j->st_pos - j->roff - GW_JOURNAL_ENTRY_HDR);
+    j->cur_first = j->rfirst;
+    j->cur_off = j->roff + GW_JOURNAL_ENTRY_HDR;
+    j->cur_len = n;
+    j->cur_valid = 1;
+    j->roff = j->st_pos;
+    j->rseq++;
+    j->rhlc = j->st_hlc;
+    return 0;
 }
 
 int gw_journal_read_more(gw_journal *j, size_t off, void *buf, size_t n)
@@ -996,6 +1118,7 @@ void gw_journal_mark(const gw_journal *j, gw_jmark *m)
 void gw_journal_rewind(gw_journal *j, const gw_jmark *m)
 {
     j->crc_failures = m->crc_failures;
+    j->st_valid = 0;
     if (!m->valid) {
         reader_close(j);
         return;

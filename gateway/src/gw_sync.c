@@ -11,6 +11,7 @@
 
 #include <mbedtls/sha256.h>
 
+#include "gw/crc32c.h"
 #include "proto/alloc.h"
 #include "proto/envelope.h"
 #include "proto/err.h"
@@ -212,25 +213,63 @@ static int recv_frame(sess *x, uint32_t timeout_ms, ss_frame *f)
  *   2. hash: SHA-256 of the signed region, then the signature;
  *   3. send: frame header, envelope header, "[" e1 "," e2 ... "]" with each
  *      entry's bytes exactly as journaled, the trailer last, all through the
- *      small output buffer, hashed again on the way.
+ *      small output buffer.
  * The bytes are the ones the former assembled envelope had (a test builds
- * both and compares them). Passes 2 and 3 must meet what pass 1 measured and
- * pass 3 must hash to what was signed: if storage changed underneath, the
- * envelope is abandoned before its trailer (the frame stays incomplete, the
- * link is dropped) and the session fails. */
+ * both and compares them).
+ *
+ * What each pass trusts, and why it is cheap (mbed TLS 2.28's SHA-256 is
+ * software, and it was half of a gateway's CPU when pass 3 hashed again):
+ *   - Pass 1 reads entry headers only (gw_journal_peek): the lengths they
+ *     announce. Pass 2 reads every entry whole with its CRC checked; if it
+ *     finds an entry lost (a bad CRC, so a placeholder of another length) or
+ *     anything unusual showed in pass 1, pass 1 is done again reading
+ *     everything checked (gw_journal_read_head), so lost entries are planned
+ *     for exactly as before. Unsigned envelopes have no pass 2: their pass 1
+ *     is the checked one.
+ *   - The checked pass folds each entry's (length, CRC field) into a CRC-32C.
+ *     When it met no lost entry, pass 3 streams each entry from its header
+ *     (gw_journal_stream_*): the CRC is computed over exactly the bytes that
+ *     go out and must match the entry's, and the fold of (length, CRC) must
+ *     match the checked pass's before the trailer is written. Same length and
+ *     same CRC, entry by entry, means the same entries (the CRC covers the
+ *     sequence, HLC and payload; a change confined to one entry's 8 folded
+ *     bytes always changes a CRC-32C), at the cost of one CRC instead of a
+ *     second SHA-256 over the region. This guards against storage changing
+ *     underneath and our own bugs, as the second hash did: the journal is
+ *     this process's, under its lock, and a writer with access to it could
+ *     forge entries (with good CRCs) before pass 2 as easily as between
+ *     passes, which no re-hash would catch either.
+ *   - A run with lost entries (rare) is sent as before: read_head checks
+ *     each entry before any byte of it goes out, and the region is hashed
+ *     again and compared with the signed hash.
+ * If anything does not match, the envelope is abandoned before its trailer
+ * (the frame stays incomplete, the link is dropped) and the session fails. */
 
 typedef struct batch {
     uint64_t first;
     uint32_t count;
     uint32_t body_len;
     uint32_t lost; /* placeholders among the count */
+    uint32_t fold; /* CRC-32C of the entries' (length, CRC), when checked */
     gw_jmark mark; /* the cursor before the first entry was looked at */
 } batch;
 
+/* Folds one entry's length and CRC field into *fold. */
+static void fold_entry(uint32_t *fold, size_t len, uint32_t crc)
+{
+    uint8_t b[8] = {
+        (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len,
+        (uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8), (uint8_t)crc
+    };
+    *fold = gw_crc32c(*fold, b, sizeof(b));
+}
+
 /* Pass 1. Fills b; b->count 0 means nothing to send. The limit arithmetic is
  * the assembled envelope's: frame header + envelope header + body within
- * max_frame + SS_FRAME_HEADER_LEN, less room for the signature trailer. */
-static int batch_size(sess *x, size_t hl, batch *b)
+ * max_frame + SS_FRAME_HEADER_LEN, less room for the signature trailer.
+ * checked 0: headers only; SS_EAGAIN if one is not as expected (the caller
+ * rewinds to b->mark and calls again checked). */
+static int batch_size(sess *x, size_t hl, batch *b, int checked)
 {
     size_t limit = (size_t)x->max_frame + SS_FRAME_HEADER_LEN;
     size_t reserve = x->s->signer ? gw_sign_reserve(x->s->signer) : 0;
@@ -247,7 +286,10 @@ static int batch_size(sess *x, size_t hl, batch *b)
         if (start + 1 >= limit)
             break;
         size_t avail = limit - start - 1; /* keep room for ']' */
-        int rc = gw_journal_read_head(x->j, seq, NULL, 0, avail, &len);
+        int rc = checked ? gw_journal_read_head(x->j, seq, NULL, 0, avail, &len)
+                         : gw_journal_peek(x->j, seq, avail, &len);
+        if (rc == SS_EAGAIN && !checked)
+            return rc;
         if (rc == SS_ECORRUPT) {
             /* Lost to corruption: the placeholder the daemon refuses and
              * audits goes instead, never anything of the damaged bytes. */
@@ -259,6 +301,7 @@ static int batch_size(sess *x, size_t hl, batch *b)
                 break;
             len = (size_t)rc;
             b->lost++;
+            fold_entry(&b->fold, len, 0);
         } else if (rc == SS_ENOSPC) {
             /* Decided on the header's length, before the CRC: a damaged
              * entry that would not fit waits for the next envelope too. */
@@ -268,6 +311,8 @@ static int batch_size(sess *x, size_t hl, batch *b)
             break;
         } else if (rc < 0) {
             return fail(x, rc, "journal read of seq %" PRIu64 ": %s", seq, ss_strerror(rc));
+        } else {
+            fold_entry(&b->fold, len, gw_journal_entry_crc(x->j));
         }
         pos = start + len;
         b->count++;
@@ -282,7 +327,11 @@ typedef struct walk {
     sess *x;
     mbedtls_sha256_context *sha;
     int sending; /* 1: bytes go out through tx; 0: only hashed */
+    int stream;  /* 1: entries streamed, checked against their CRC as sent */
     uint64_t bytes;
+    uint64_t limit; /* bytes of the region before its closing ']' */
+    uint32_t lost;  /* placeholders met */
+    uint32_t fold;  /* CRC-32C of the entries' (length, CRC) */
 } walk;
 
 static int walk_put(walk *w, const void *p, size_t n)
@@ -294,10 +343,55 @@ static int walk_put(walk *w, const void *p, size_t n)
     return 0;
 }
 
+/* Accounts for k bytes just read into the output buffer (or scratch). */
+static int walk_took(walk *w, const uint8_t *dst, size_t k)
+{
+    sess *x = w->x;
+    w->bytes += k;
+    if (w->sha)
+        (void)mbedtls_sha256_update_ret(w->sha, dst, k);
+    if (w->sending) {
+        x->tx_len += k;
+        if (x->tx_len == TX_CHUNK)
+            return out_flush(x);
+    }
+    return 0;
+}
+
+/* Pass 3 of a run without lost entries: the entry goes out piece by piece,
+ * its CRC computed over exactly those bytes; a mismatch (storage changed
+ * since the checked pass) is SS_EIO before the trailer. */
+static int stream_entry(walk *w, uint64_t seq)
+{
+    sess *x = w->x;
+    size_t len = 0;
+    /* An entry announcing more than the frame has left is refused before
+     * any of it goes out. */
+    size_t left = w->limit > w->bytes ? (size_t)(w->limit - w->bytes) : 0;
+    int rc = gw_journal_stream_begin(x->j, seq, left, &len);
+    if (rc < 0)
+        return rc == SS_ECORRUPT || rc == SS_ENOSPC ? SS_EIO : rc;
+    fold_entry(&w->fold, len, gw_journal_entry_crc(x->j));
+    for (size_t off = 0; off < len;) {
+        size_t room = TX_CHUNK - x->tx_len, k = len - off < room ? len - off : room;
+        uint8_t *dst = x->tx + x->tx_len;
+        rc = gw_journal_stream_read(x->j, dst, k);
+        if (rc == 0)
+            rc = walk_took(w, dst, k);
+        if (rc < 0)
+            return rc;
+        off += k;
+    }
+    rc = gw_journal_stream_end(x->j);
+    return rc == SS_ECORRUPT ? SS_EIO : rc;
+}
+
 /* One entry: read straight into the output buffer when sending (no second
  * copy), or into it as scratch when only hashing. */
 static int walk_entry(walk *w, uint64_t seq)
 {
+    if (w->stream)
+        return stream_entry(w, seq);
     sess *x = w->x;
     size_t len = 0, room = w->sending ? TX_CHUNK - x->tx_len : TX_CHUNK;
     uint8_t *dst = w->sending ? x->tx + x->tx_len : x->tx;
@@ -307,19 +401,16 @@ static int walk_entry(walk *w, uint64_t seq)
         rc = gw_lost_placeholder(seq, ph, sizeof(ph));
         if (rc < 0)
             return rc;
+        w->lost++;
+        fold_entry(&w->fold, (size_t)rc, 0);
         return walk_put(w, ph, (size_t)rc);
     }
     if (rc < 0)
         return rc;
+    fold_entry(&w->fold, len, gw_journal_entry_crc(x->j));
     size_t off = len < room ? len : room;
-    w->bytes += off;
-    if (w->sha)
-        (void)mbedtls_sha256_update_ret(w->sha, dst, off);
-    if (w->sending) {
-        x->tx_len += off;
-        if (x->tx_len == TX_CHUNK && (rc = out_flush(x)) < 0)
-            return rc;
-    }
+    if ((rc = walk_took(w, dst, off)) < 0)
+        return rc;
     while (off < len) {
         room = w->sending ? TX_CHUNK - x->tx_len : TX_CHUNK;
         dst = w->sending ? x->tx + x->tx_len : x->tx;
@@ -327,15 +418,9 @@ static int walk_entry(walk *w, uint64_t seq)
         rc = gw_journal_read_more(x->j, off, dst, k);
         if (rc < 0)
             return rc;
-        w->bytes += k;
-        if (w->sha)
-            (void)mbedtls_sha256_update_ret(w->sha, dst, k);
         off += k;
-        if (w->sending) {
-            x->tx_len += k;
-            if (x->tx_len == TX_CHUNK && (rc = out_flush(x)) < 0)
-                return rc;
-        }
+        if ((rc = walk_took(w, dst, k)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -367,33 +452,56 @@ static int send_batch(sess *x)
 {
     const char *origin = x->n->ident.node;
     size_t hl = ss_envelope_header_len(origin);
-    batch b;
-    int rc = batch_size(x, hl, &b);
-    if (rc < 0 || b.count == 0)
-        return rc;
     gw_signer *signer = x->s->signer;
     uint8_t hdr[SS_ENV_FIXED_LEN + SS_ID_MAX];
-    /* The SIGNED flag is inside the signed region, so nobody can strip the
-     * signature and pass the envelope as unsigned. */
-    rc = ss_envelope_write_header(hdr, sizeof(hdr), origin, b.first, b.count, b.body_len,
-                                  signer ? SS_ENV_FLAG_SIGNED : 0);
-    if (rc < 0)
-        return fail(x, rc, "envelope header: %s", ss_strerror(rc));
-
     mbedtls_sha256_context sha;
     uint8_t hash[32], again[32], sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
     size_t sig_len = 0, trailer = 0;
+    uint32_t fold = 0, lost = 0;
+    batch b;
+    int rc;
     mbedtls_sha256_init(&sha);
-    if (signer) {
-        /* Pass 2: hash, sign. */
-        walk w = { x, &sha, 0, 0 };
+    /* Unsigned envelopes have no pass 2, so their pass 1 reads checked. */
+    for (int checked = signer == NULL;; checked = 1) {
+        rc = batch_size(x, hl, &b, checked);
+        if (rc == SS_EAGAIN && !checked) {
+            gw_journal_rewind(x->j, &b.mark);
+            continue;
+        }
+        if (rc < 0 || b.count == 0) {
+            mbedtls_sha256_free(&sha);
+            return rc;
+        }
+        /* The SIGNED flag is inside the signed region, so nobody can strip
+         * the signature and pass the envelope as unsigned. */
+        rc = ss_envelope_write_header(hdr, sizeof(hdr), origin, b.first, b.count, b.body_len,
+                                      signer ? SS_ENV_FLAG_SIGNED : 0);
+        if (rc < 0) {
+            mbedtls_sha256_free(&sha);
+            return fail(x, rc, "envelope header: %s", ss_strerror(rc));
+        }
+        if (!signer) {
+            fold = b.fold;
+            lost = b.lost;
+            break;
+        }
+        /* Pass 2: hash, checked. */
+        walk w = { x, &sha, 0, 0, 0, hl + b.body_len - 1, 0, 0 };
         gw_journal_rewind(x->j, &b.mark);
         (void)mbedtls_sha256_starts_ret(&sha, 0);
         rc = walk_region(&w, &b, hdr, hl);
+        if (!checked && (rc < 0 || w.lost > 0)) {
+            /* Pass 1 trusted headers and an entry is lost (or the run is
+             * not what they said): plan the run again, checked. */
+            gw_journal_rewind(x->j, &b.mark);
+            continue;
+        }
         if (rc < 0) {
             mbedtls_sha256_free(&sha);
             return fail(x, rc, "journal read for the signature: %s", ss_strerror(rc));
         }
+        fold = w.fold;
+        lost = w.lost;
         (void)mbedtls_sha256_finish_ret(&sha, hash);
         rc = gw_sign_hash(signer, hash, sig, sizeof(sig));
         if (rc < 0) {
@@ -402,30 +510,36 @@ static int send_batch(sess *x)
         }
         sig_len = (size_t)rc;
         trailer = ss_sig_trailer_len(signer->cert_len, sig_len);
+        break;
     }
 
-    /* Pass 3: send, hashing again. */
+    /* Pass 3: send. Streamed and checked against the entries' CRCs when the
+     * checked pass met no lost entry; otherwise as read_head gives them,
+     * hashed again (signed) to see the same region goes out. */
+    int rehash = signer && lost > 0;
     uint8_t fh[SS_FRAME_HEADER_LEN];
     rc = ss_frame_write_header(fh, SS_FRAME_BATCH, 0, (uint32_t)(hl + b.body_len + trailer));
     if (rc < 0) {
         mbedtls_sha256_free(&sha);
         return fail(x, rc, "frame header: %s", ss_strerror(rc));
     }
-    walk w = { x, signer ? &sha : NULL, 1, 0 };
+    walk w = { x, rehash ? &sha : NULL, 1, lost == 0, 0, hl + b.body_len - 1, 0, 0 };
     gw_journal_rewind(x->j, &b.mark);
-    if (signer)
+    if (rehash)
         (void)mbedtls_sha256_starts_ret(&sha, 0);
     rc = out_put(x, fh, sizeof(fh), NULL);
     if (rc == 0)
         rc = walk_region(&w, &b, hdr, hl);
-    if (rc == 0 && signer) {
+    if (rc == 0 && (w.fold != fold || w.lost != lost))
+        rc = SS_EIO;
+    if (rc == 0 && rehash) {
         (void)mbedtls_sha256_finish_ret(&sha, again);
         if (memcmp(hash, again, sizeof(hash)) != 0)
             rc = SS_EIO;
+    }
+    if (rc == 0 && signer) {
         uint8_t tb[2 + 1 + 2 + SS_SIG_CERT_MAX + 2 + SS_SIG_DER_MAX];
-        if (rc == 0)
-            rc = ss_sig_write_trailer(tb, sizeof(tb), signer->cert_der, signer->cert_len, sig,
-                                      sig_len);
+        rc = ss_sig_write_trailer(tb, sizeof(tb), signer->cert_der, signer->cert_len, sig, sig_len);
         if (rc >= 0)
             rc = out_put(x, tb, (size_t)rc, NULL);
     }

@@ -131,7 +131,14 @@ typedef struct gw_journal {
     /* the entry the last successful read returned, for gw_journal_read_more */
     uint64_t cur_first, cur_off; /* its segment and payload offset */
     uint32_t cur_len;
+    uint32_t cur_crc; /* its header's CRC field (gw_journal_entry_crc) */
     int cur_valid;
+    /* an entry being streamed (gw_journal_stream_*): next offset, bytes
+     * left, CRC so far, its HLC */
+    uint64_t st_pos;
+    uint32_t st_left, st_crc;
+    ss_hlc_t st_hlc;
+    int st_valid;
     uint8_t *scan; /* scratch for recovery and resync */
     size_t scan_cap;
     int open;
@@ -188,6 +195,37 @@ int gw_journal_read_head(gw_journal *j, uint64_t seq, void *buf, size_t cap, siz
  * change). Returns 0, SS_EINVAL (no such entry any more, or beyond its
  * length) or SS_EIO. */
 int gw_journal_read_more(gw_journal *j, size_t off, void *buf, size_t n);
+
+/* Pass-one look at pending sequence seq for a run that will be read again,
+ * checked, before any of it is used: only the header at the read cursor is
+ * read (magic, sequence, a plausible length; the payload and its CRC are
+ * not), *len gets the length it announces, the cursor moves past the entry.
+ * Returns 0, SS_ENOSPC (longer than max, cursor unmoved, as
+ * gw_journal_read_head), SS_ENOENT (not pending), SS_EIO, or SS_EAGAIN when
+ * the header at the cursor is not the expected one (damage, or nothing
+ * there): the caller then rewinds and reads the run with gw_journal_read_head,
+ * which resynchronizes and reports lost sequences. The first look after an
+ * open that must skip entries does a full, checked read. */
+int gw_journal_peek(gw_journal *j, uint64_t seq, size_t max, size_t *len);
+
+/* The CRC field of the entry the last successful gw_journal_read, _read_head,
+ * _peek or _stream_begin returned: two reads of the same run can compare
+ * (length, CRC) of their entries instead of hashing the bytes again. */
+uint32_t gw_journal_entry_crc(const gw_journal *j);
+
+/* Checked streaming, for a run already read once: begin positions on
+ * pending sequence seq like gw_journal_read_head (same errors; SS_ECORRUPT
+ * if it is lost) but reads no payload; *len gets its length. stream_read
+ * reads the next n payload bytes into buf, accumulating the CRC over
+ * exactly the bytes it returns; stream_end (after all *len bytes) returns 0
+ * if they match the entry's CRC (the cursor then moves past it, and
+ * gw_journal_read_more may follow), SS_ECORRUPT if they do not (counted
+ * in crc_failures; the caller must discard what it did with them), or
+ * SS_EINVAL if bytes are left. Any other journal call in between ends the
+ * stream (SS_EINVAL). */
+int gw_journal_stream_begin(gw_journal *j, uint64_t seq, size_t max, size_t *len);
+int gw_journal_stream_read(gw_journal *j, void *buf, size_t n);
+int gw_journal_stream_end(gw_journal *j);
 
 /* A saved read cursor: several passes over the same run of entries (size,
  * hash, send) each start where the first did instead of rescanning the
