@@ -10,6 +10,7 @@
 #include "proto/frame.h"
 #include "proto/hlc.h"
 #include "proto/msg.h"
+#include "proto/penalty.h"
 #include "sd/config.h"
 #include "sd/log.h"
 #include "sd/server.h"
@@ -32,31 +33,20 @@ typedef struct sd_conn sd_conn;
 
 /* ---- per-address penalty for failed handshakes (sd_penalty.c) ---------- */
 
+/* The table is proto's ss_penalty (proto/penalty.h); these wrap it with the
+ * daemon's sockaddr keys and configuration. */
 #define SD_PENALTY_SLOTS 4096 /* power of two: fixed memory, whatever the attack */
-#define SD_PENALTY_PROBE 8
 
-/* A source address: IPv4 (family 4, b[0..3]) or an IPv6 /64 (family 6,
- * b[0..7]); the rest is zero so keys compare with memcmp. */
-typedef struct sd_addr_key {
-    uint8_t family;
-    uint8_t b[16];
-} sd_addr_key;
-
-typedef struct sd_penalty_entry {
-    sd_addr_key key;
-    uint32_t fails;                     /* failures in the current window */
-    uint32_t refused;                   /* connections refused during the current penalty */
-    uint64_t window_start, last, until; /* loop ms */
-} sd_penalty_entry;
+/* A source address: IPv4, or an IPv6 /64 (see ss_penalty_key). */
+typedef ss_penalty_key sd_addr_key;
 
 typedef struct sd_penalty {
-    uint64_t limit, window_ms, penalty_ms; /* limit 0: disabled */
-    uint64_t seed;
-    uint64_t penalised, refused, evicted; /* totals, for logs and tests */
-    sd_penalty_entry slots[SD_PENALTY_SLOTS];
+    ss_penalty *t;                        /* in mem: the struct must not move after init */
+    uint64_t penalised, refused, evicted; /* the table's totals, for logs and tests */
+    uint64_t mem[SS_PENALTY_WORDS(SD_PENALTY_SLOTS)];
 } sd_penalty;
 
-/* Cannot fail. seed should be unpredictable from outside. */
+/* Cannot fail. seed should be unpredictable from outside. limit 0: off. */
 void sd__penalty_init(sd_penalty *p, uint64_t limit, uint64_t window_ms, uint64_t penalty_ms,
                       uint64_t seed);
 /* Key of a peer address. Returns 0, or SS_EINVAL for a family other than
