@@ -41,8 +41,8 @@ typedef struct sd_conn sd_conn;
 typedef ss_penalty_key sd_addr_key;
 
 typedef struct sd_penalty {
-    ss_penalty *t;                        /* in mem: the struct must not move after init */
-    uint64_t penalised, refused, evicted; /* the table's totals, for logs and tests */
+    ss_penalty *t;      /* in mem: the struct must not move after init */
+    uint64_t penalised; /* penalties started, for logs (other totals: ss_penalty_get_stats) */
     uint64_t mem[SS_PENALTY_WORDS(SD_PENALTY_SLOTS)];
 } sd_penalty;
 

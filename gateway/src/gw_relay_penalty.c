@@ -15,15 +15,6 @@
 
 #include "proto/err.h"
 
-static void sync_stats(gw_penalty *p)
-{
-    ss_penalty_stats st;
-    ss_penalty_get_stats(p->t, &st);
-    p->penalised = st.penalised;
-    p->refused = st.refused;
-    p->evicted = st.evicted;
-}
-
 void gw_penalty_init(gw_penalty *p, uint32_t limit, uint32_t window_ms, uint32_t penalty_ms,
                      uint64_t seed)
 {
@@ -56,9 +47,8 @@ int64_t gw_penalty_check(gw_penalty *p, const char *key, int64_t now, uint32_t *
     *nrefused = 0;
     if (now < 0 || ss_penalty_key_parse(key, &k, NULL, 0) != 0)
         return 0;
-    uint64_t left = ss_penalty_check(p->t, &k, (uint64_t)now, nrefused);
-    sync_stats(p);
-    return (int64_t)left; /* at most penalty_ms, a uint32_t */
+    return (int64_t)ss_penalty_check(p->t, &k, (uint64_t)now,
+                                     nrefused); /* at most penalty_ms, a uint32_t */
 }
 
 int gw_penalty_fail(gw_penalty *p, const char *key, int64_t now, uint32_t *fails)
@@ -68,6 +58,6 @@ int gw_penalty_fail(gw_penalty *p, const char *key, int64_t now, uint32_t *fails
     if (now < 0 || ss_penalty_key_parse(key, &k, NULL, 0) != 0)
         return 0;
     int r = ss_penalty_fail(p->t, &k, (uint64_t)now, fails);
-    sync_stats(p);
+    p->penalised += (uint64_t)r;
     return r;
 }

@@ -14,8 +14,8 @@
 
 typedef struct gw_penalty {
     uint32_t limit, window_ms, penalty_ms; /* as configured, for logs; limit 0: off */
-    uint64_t penalised, refused, evicted;  /* the table's totals, for logs and tests */
-    ss_penalty *t;                         /* in mem: the struct must not move after init */
+    uint64_t penalised; /* penalties started, for logs (other totals: ss_penalty_get_stats) */
+    ss_penalty *t;      /* in mem: the struct must not move after init */
     uint64_t mem[SS_PENALTY_WORDS(GW_PENALTY_SLOTS)];
 } gw_penalty;
 

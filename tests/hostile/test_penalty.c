@@ -83,7 +83,10 @@ TEST(limit_penalty_and_totals)
     ASSERT_EQ(sd__penalty_fail(p, &a, 400, &fails), 0); /* a straggler */
     ASSERT_EQ(sd__penalty_check(p, &a, 799, &nref), 1);
     ASSERT_EQ(nref, 2);
-    ASSERT_EQ(p->refused, 2);
+    ss_penalty_stats st;
+    ss_penalty_get_stats(p->t, &st);
+    ASSERT_EQ(st.refused, 2);
+    ASSERT_EQ(st.penalised, p->penalised);
     ASSERT_EQ(sd__penalty_check(p, &a, 800, &nref), 0);
     free(p);
 }
@@ -117,7 +120,10 @@ TEST(many_addresses_fixed_memory)
         penalised += sd__penalty_fail(p, &k, (uint64_t)i, &fails);
     }
     ASSERT_EQ(penalised, n);
-    ASSERT_GE(p->evicted, (uint64_t)(n - SD_PENALTY_SLOTS));
+    ss_penalty_stats st;
+    ss_penalty_get_stats(p->t, &st);
+    ASSERT_GE(st.evicted, (uint64_t)(n - SD_PENALTY_SLOTS));
+    ASSERT_EQ(p->penalised, (uint64_t)n);
     char ip[32];
     snprintf(ip, sizeof ip, "10.%d.%d.%d", ((n - 1) >> 16) & 255, ((n - 1) >> 8) & 255,
              (n - 1) & 255);

@@ -47,7 +47,9 @@ TEST(limit_window_penalty)
     ASSERT_EQ(gw_penalty_fail(&pen, "10.0.0.1", 400, &fails), 0); /* a straggler */
     ASSERT_EQ(gw_penalty_check(&pen, "10.0.0.1", 5299, &nref), 1);
     ASSERT_EQ(nref, 2);
-    ASSERT_EQ(pen.refused, 2);
+    ss_penalty_stats st;
+    ss_penalty_get_stats(pen.t, &st);
+    ASSERT_EQ(st.refused, 2);
     ASSERT_EQ(gw_penalty_check(&pen, "10.0.0.1", 5300, &nref), 0); /* over */
     ASSERT_EQ(gw_penalty_check(&pen, "10.0.0.2", 300, &nref), 0);
     /* Not an address, or a clock before 0: nothing counted. */
@@ -97,10 +99,13 @@ TEST(many_addresses_fixed_memory)
         started += gw_penalty_fail(&pen, k, i, &fails);
     }
     ASSERT_EQ(started, 16384);
-    ASSERT_GE(pen.evicted, 16384 - GW_PENALTY_SLOTS);
+    ss_penalty_stats st;
+    ss_penalty_get_stats(pen.t, &st);
+    ASSERT_GE(st.evicted, 16384 - GW_PENALTY_SLOTS);
+    ASSERT_EQ(pen.penalised, 16384);
     ASSERT_GT(gw_penalty_check(&pen, "10.0.63.255", 16384, &nref), 0); /* the last one */
     printf("many_addresses_fixed_memory: 16384 addresses, %zu-byte table, %llu evictions\n",
-           sizeof pen, (unsigned long long)pen.evicted);
+           sizeof pen, (unsigned long long)st.evicted);
 }
 
 SS_TEST_MAIN(SS_TEST_ENTRY(keys) SS_TEST_ENTRY(limit_window_penalty)
