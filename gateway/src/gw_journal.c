@@ -826,9 +826,30 @@ static int reader_open(gw_journal *j, uint32_t si)
         }
     }
     j->rseg = si;
+    j->rsize_ok = 0;
     j->rfirst = s->first;
     j->roff = 0;
     j->rseq = s->first;
+    return 0;
+}
+
+/* The size of segment si, whose file the reader has open: the tail's is
+ * kept by the appends; a closed segment's cannot change while the journal
+ * is open (only the tail is ever written), so its file is asked once per
+ * open instead of once per entry read. Returns 0 or a mapped shim error. */
+static int reader_size(gw_journal *j, uint32_t si, uint64_t *size)
+{
+    if (si == j->nsegs - 1 && j->tail) {
+        *size = j->segs[si].size;
+        return 0;
+    }
+    if (!j->rsize_ok) {
+        int rc = fws_size(j->shim, j->rfile, &j->rsize);
+        if (rc < 0)
+            return gw__map_fws(rc);
+        j->rsize_ok = 1;
+    }
+    *size = j->rsize;
     return 0;
 }
 
@@ -885,12 +906,10 @@ static int read_entry(gw_journal *j, uint64_t seq, void *buf, size_t cap, size_t
         if (rc < 0)
             return rc == FWS_ENOENT ? lost(j, seq, "segment_missing") : gw__map_fws(rc);
     }
-    uint64_t size = s->size;
-    if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
-        rc = fws_size(j->shim, j->rfile, &size);
-        if (rc < 0)
-            return gw__map_fws(rc);
-    }
+    uint64_t size = 0;
+    rc = reader_size(j, (uint32_t)si, &size);
+    if (rc < 0)
+        return rc;
     for (;;) {
         ehdr h;
         uint8_t raw[GW_JOURNAL_ENTRY_HDR];
@@ -1010,12 +1029,10 @@ int gw_journal_peek(gw_journal *j, uint64_t seq, size_t max, size_t *len)
         rc = read_entry(j, seq, NULL, 0, max, len, 0);
         return rc == SS_ECORRUPT ? SS_EAGAIN : rc;
     }
-    uint64_t size = s->size;
-    if ((uint32_t)si != j->nsegs - 1 || !j->tail) {
-        rc = fws_size(j->shim, j->rfile, &size);
-        if (rc < 0)
-            return gw__map_fws(rc);
-    }
+    uint64_t size = 0;
+    rc = reader_size(j, (uint32_t)si, &size);
+    if (rc < 0)
+        return rc;
     ehdr h;
     uint8_t raw[GW_JOURNAL_ENTRY_HDR];
     rc = ehdr_read(j, j->rfile, j->roff, size, &h, raw);

@@ -47,6 +47,11 @@ typedef struct slink {
     uint32_t max_frame, window;
     int bye;
     char failure[160];
+    /* optional: called once, at the send call number `hook_at` (the first
+     * is HELLO), before the bytes are looked at */
+    void (*hook)(void *arg);
+    void *hook_arg;
+    uint32_t sends, hook_at;
 } slink;
 
 static void link_fail(slink *l, const char *what)
@@ -132,6 +137,8 @@ static int link_send(void *ctx, const void *buf, size_t len, uint32_t timeout_ms
 {
     slink *l = ctx;
     (void)timeout_ms;
+    if (++l->sends == l->hook_at && l->hook)
+        l->hook(l->hook_arg);
     if (len > l->max_send)
         l->max_send = len;
     const uint8_t *p = buf;
@@ -639,9 +646,159 @@ TEST(journal_read_head_more_and_mark)
     world_free(&w);
 }
 
+/* The journal's header-only look and checked streaming: peek gives the
+ * length without the CRC (a damaged payload passes it, read_head reports it
+ * lost), a damaged header is SS_EAGAIN, and a stream computes its CRC over
+ * exactly the bytes it returns: bytes changed in storage after the entry's
+ * header was read fail stream_end. */
+TEST(journal_peek_and_checked_stream)
+{
+    world w;
+    world_new(&w, 601, 0);
+    w.jc.entry_max = 16384;
+    w.jc.segment_max = 60000;
+    node_reopen(&w);
+    for (int i = 0; i < 120; i++)
+        append(&w, i == 3 ? 9000 : 500 + (size_t)i);
+    gw_journal *j = &w.node.journal;
+    ASSERT_GT(j->nsegs, 1);
+    char name[64];
+    snprintf(name, sizeof(name), "seg-%016" PRIx64 ".log", j->segs[0].first);
+    ASSERT_EQ(corrupt_entry(&w, name, 5), 1); /* seq 6: payload byte */
+    node_reopen(&w);
+    j = &w.node.journal;
+    gw_jmark m;
+    gw_journal_mark(j, &m);
+    size_t len = 0;
+    for (uint64_t seq = 1; seq <= 8; seq++) {
+        ASSERT_EQ(gw_journal_peek(j, seq, SIZE_MAX, &len), 0);
+        ASSERT_EQ(len, seq == 4 ? 9000 : 500 + seq - 1);
+    }
+    gw_journal_rewind(j, &m);
+    ASSERT_EQ(gw_journal_peek(j, 1, 499, &len), SS_ENOSPC); /* cursor unmoved */
+    static uint8_t buf[16384], ref[16384];
+    for (uint64_t seq = 1; seq <= 8; seq++) {
+        int rc = gw_journal_stream_begin(j, seq, SIZE_MAX, &len);
+        if (seq == 6) {
+            /* the checked read reports it lost and moves past it */
+            ASSERT_EQ(rc, 0);
+            for (size_t off = 0; off < len; off += 100)
+                ASSERT_EQ(gw_journal_stream_read(j, buf + off, len - off < 100 ? len - off : 100),
+                          0);
+            ASSERT_EQ(gw_journal_stream_end(j), SS_ECORRUPT);
+            gw_journal_rewind(j, &m);
+            for (uint64_t s2 = 1; s2 <= 5; s2++)
+                ASSERT_EQ(gw_journal_read(j, s2, ref, sizeof(ref), &len), 0);
+            ASSERT_EQ(gw_journal_read(j, 6, ref, sizeof(ref), &len), SS_ECORRUPT);
+            continue;
+        }
+        ASSERT_EQ(rc, 0);
+        ASSERT_EQ(gw_journal_stream_end(j), SS_EINVAL); /* bytes left */
+        ASSERT_EQ(gw_journal_stream_begin(j, seq, SIZE_MAX, &len), 0);
+        for (size_t off = 0; off < len; off += 700)
+            ASSERT_EQ(gw_journal_stream_read(j, buf + off, len - off < 700 ? len - off : 700), 0);
+        ASSERT_EQ(gw_journal_stream_read(j, buf, 1), SS_EINVAL); /* nothing left */
+        uint32_t crc = gw_journal_entry_crc(j);
+        ASSERT_EQ(gw_journal_stream_end(j), 0);
+        gw_jmark here;
+        gw_journal_mark(j, &here);
+        size_t full = 0;
+        ASSERT_EQ(gw_journal_read(j, seq, ref, sizeof(ref), &full), 0);
+        ASSERT_EQ(full, len);
+        ASSERT_MEM_EQ(ref, buf, len);
+        ASSERT_EQ(gw_journal_entry_crc(j), crc);
+        gw_journal_rewind(j, &here);
+    }
+    /* Damaged after the header was read: the stream's own CRC fails. */
+    ASSERT_EQ(gw_journal_stream_begin(j, 9, SIZE_MAX, &len), 0);
+    ASSERT_EQ(corrupt_entry(&w, name, 8), 1);
+    ASSERT_EQ(gw_journal_stream_read(j, buf, len), 0);
+    ASSERT_EQ(gw_journal_stream_end(j), SS_ECORRUPT);
+    /* A damaged header: peek says so instead of guessing. */
+    static uint8_t data[1u << 17];
+    int64_t sz = fws_sim_peek(w.sim, name, 1, data, sizeof(data));
+    ASSERT_GT(sz, 0);
+    uint64_t off = 0;
+    for (int i = 0; i < 10; i++)
+        off += GW_JOURNAL_ENTRY_HDR + (((uint32_t)data[off + 6] << 8) | data[off + 7]);
+    data[off] ^= 0x01; /* seq 11's magic */
+    fws_file *f = NULL;
+    ASSERT_EQ(fws_open(&w.shim, name, 0, &f), 0);
+    ASSERT_EQ(fws_truncate(&w.shim, f, 0), 0);
+    ASSERT_EQ(fws_append(&w.shim, f, data, (size_t)sz), 0);
+    fws_close(&w.shim, f);
+    gw_journal_rewind(j, &m);
+    for (uint64_t seq = 1; seq <= 10; seq++)
+        ASSERT_EQ(gw_journal_peek(j, seq, SIZE_MAX, &len), 0);
+    ASSERT_EQ(gw_journal_peek(j, 11, SIZE_MAX, &len), SS_EAGAIN);
+    ASSERT_EQ(gw_journal_read_head(j, 11, NULL, 0, SIZE_MAX, &len), SS_ECORRUPT);
+    world_free(&w);
+}
+
+typedef struct tamper {
+    world *w;
+    char name[64];
+    uint32_t k;
+} tamper;
+
+static void tamper_now(void *arg)
+{
+    tamper *t = arg;
+    ASSERT_EQ(corrupt_entry(t->w, t->name, t->k), 1);
+}
+
+/* Storage changes between the checked pass and the send pass (an entry
+ * far enough into the envelope that the first 4 KiB of the frame have gone
+ * out): the session fails before the frame is complete, nothing is
+ * acknowledged, and the next session sends that entry as lost. */
+TEST(entry_changed_while_sending_abandons_the_frame)
+{
+    for (int sign = 0; sign <= 1; sign++) {
+        world w;
+        world_new(&w, 701 + (uint64_t)sign, sign);
+        w.jc.entry_max = 1024;
+        w.jc.segment_max = 60000;
+        node_reopen(&w);
+        for (int i = 0; i < 200; i++)
+            append(&w, 500);
+        gw_journal *j = &w.node.journal;
+        ASSERT_GT(j->nsegs, 1);
+        tamper t = { &w, "", 50 };
+        snprintf(t.name, sizeof(t.name), "seg-%016" PRIx64 ".log", j->segs[0].first);
+
+        slink *l = calloc(1, sizeof(*l));
+        ASSERT(l != NULL);
+        ss_fdec_init(&l->dec, SS_FRAME_ABSOLUTE_MAX);
+        l->max_frame = w.sc.max_frame;
+        l->window = w.sc.window;
+        l->hook = tamper_now;
+        l->hook_arg = &t;
+        l->hook_at = 2; /* the first 4 KiB of the first BATCH */
+        gw_stream st = { &link_ops, l };
+        gw_sync sync;
+        ASSERT_EQ(gw_sync_setup(&sync, &w.sc), 0);
+        sync.signer = sign ? &w.signer : NULL;
+        gw_sync_result res;
+        int rc = gw_sync_session(&sync, &w.node, &st, &res);
+        ASSERT_EQ(rc, SS_EIO);
+        ASSERT_EQ(l->nframes, 0);
+        ASSERT_U64_EQ(gw_journal_acked(j), 0);
+        gw_sync_free(&sync);
+        ss_fdec_free(&l->dec);
+        free(l->frames);
+        free(l);
+
+        node_reopen(&w);
+        ASSERT_GE(compare_session(&w, NULL), 1);
+        world_free(&w);
+    }
+}
+
 SS_TEST_MAIN(SS_TEST_ENTRY(streamed_batches_match_assembled_unsigned)
                  SS_TEST_ENTRY(streamed_batches_match_assembled_signed)
                      SS_TEST_ENTRY(streamed_batches_match_assembled_with_lost_entries)
                          SS_TEST_ENTRY(streamed_single_change_envelopes)
                              SS_TEST_ENTRY(streamed_envelope_fills_max_frame_exactly)
-                                 SS_TEST_ENTRY(journal_read_head_more_and_mark))
+                                 SS_TEST_ENTRY(journal_read_head_more_and_mark)
+                                     SS_TEST_ENTRY(journal_peek_and_checked_stream) SS_TEST_ENTRY(
+                                         entry_changed_while_sending_abandons_the_frame))

@@ -127,6 +127,8 @@ typedef struct gw_journal {
     uint64_t rfirst; /* first seq of that segment (index can shift on reclaim) */
     uint64_t roff;   /* offset of the next entry to look at */
     uint64_t rseq;   /* sequence expected at roff */
+    uint64_t rsize;  /* size of rfile when it is a closed segment ... */
+    int rsize_ok;    /* ... once asked (reader_size) */
     ss_hlc_t rhlc;   /* HLC of the entry the last successful read returned */
     /* the entry the last successful read returned, for gw_journal_read_more */
     uint64_t cur_first, cur_off; /* its segment and payload offset */
