@@ -9,11 +9,13 @@
  * be serial spends its time in SQLite. Order is kept by construction: the
  * writer still takes jobs strictly from the head of the one FIFO; the
  * prepare threads claim APPLY jobs from a second list in the same order, at
- * most prepare_ahead of them ahead of the writer (each holds a parsed
- * body). When the writer reaches a job it takes its prepared envelope,
- * waits for it if a prepare thread is on it, or prepares it itself if none
- * has claimed it yet, so a slow pool never stalls it. The parsed bodies go
- * back to the prepare threads to be freed, off the writer's time.
+ * most prepare_ahead of them and prepare_ahead_bytes of envelope bytes
+ * ahead of the writer (each holds a parsed body, which is 11 to 19 times
+ * the envelope's size for a large one: the byte budget, not the count,
+ * bounds that memory when peers send big envelopes to a slow disk). When the writer reaches a job
+ * it takes its prepared envelope, waits for it if a prepare thread is on it, or prepares it itself
+ * if none has claimed it yet, so a slow pool never stalls it. The parsed bodies go back to the
+ * prepare threads to be freed, off the writer's time.
  *
  * Storage faults (a failed write or fsync, a full disk) fail the whole
  * batch: it is rolled back, every job reports SS_EDB, nothing is
@@ -67,13 +69,14 @@ struct sd_writer {
     uv_cond_t work_cond;  /* prepare threads: work, trash or stop */
     uv_cond_t ready_cond; /* the writer: a job it waits for is prepared */
     uv_async_t async;
-    size_t nworkers, prepare_ahead;
+    size_t nworkers, prepare_ahead, prepare_ahead_bytes;
     prep_worker *workers;
     /* Guarded by mu. */
     sd_job *q_head, *q_tail; /* waiting */
     size_t queued, inflight;
     sd_job *p_head, *p_tail; /* APPLY jobs no prepare thread has claimed */
     size_t ahead;            /* claimed by prepare threads, not yet taken by the writer */
+    size_t ahead_bytes;      /* their envelope bytes */
     sd_prepared *trash;      /* applied; freed by the prepare threads */
     size_t trash_n;
     int workers_stop;
@@ -241,7 +244,11 @@ static void prep_thread(void *arg)
     name_thread("sd-prepare");
     uv_mutex_lock(&w->mu);
     for (;;) {
-        int can_prep = w->p_head && w->ahead < w->prepare_ahead;
+        /* One envelope is always allowed, however large, so the pool never
+         * stops short of the writer's next job. */
+        int can_prep =
+            w->p_head && w->ahead < w->prepare_ahead &&
+            (w->ahead == 0 || w->ahead_bytes + w->p_head->env_len <= w->prepare_ahead_bytes);
         if (w->trash && (!can_prep || w->trash_n >= TRASH_BATCH)) {
             sd_prepared *list = w->trash;
             w->trash = NULL;
@@ -263,6 +270,9 @@ static void prep_thread(void *arg)
             j->prep_next = NULL;
             j->prep_state = 1;
             w->ahead++;
+            w->ahead_bytes += j->env_len;
+            if (w->ahead_bytes > w->stats.max_ahead_bytes)
+                w->stats.max_ahead_bytes = w->ahead_bytes;
             uv_mutex_unlock(&w->mu);
             /* The job's bytes are not touched by anyone else until the
              * writer has taken the result (job_claim), so no lock here. On
@@ -336,6 +346,7 @@ static sd_prepared *job_claim(sd_writer *w, sd_job *j, sd_prepared *done)
         w->stats.prepare_wait_us += (uint64_t)(mono_us() - t0);
     }
     w->ahead--;
+    w->ahead_bytes -= j->env_len;
     uv_cond_signal(&w->work_cond);
     sd_prepared *p = j->prep;
     j->prep = NULL;
@@ -548,6 +559,8 @@ int sd_writer_new(uv_loop_t *loop, sd_store *store, const sd_writer_config *cfg,
     w->store = store;
     w->max_batch = cfg && cfg->max_batch ? cfg->max_batch : 256;
     w->prepare_ahead = cfg && cfg->prepare_ahead ? cfg->prepare_ahead : 64;
+    w->prepare_ahead_bytes =
+        cfg && cfg->prepare_ahead_bytes ? cfg->prepare_ahead_bytes : SD_WRITER_PREPARE_AHEAD_BYTES;
     size_t nworkers = cfg ? cfg->prepare_threads : 0;
     if (uv_mutex_init(&w->mu) != 0) {
         ss_free(w);

@@ -6,6 +6,7 @@
  * before the verifier's trust store changed is made again; a prepared
  * envelope is only accepted for the bytes it was made from. */
 #include <stdatomic.h>
+#include <time.h>
 
 #include "store_test_util.h"
 
@@ -437,6 +438,77 @@ TEST(pool_failed_commit_acknowledges_nothing_then_recovers)
     tdir_remove(&d);
 }
 
+/* Holds the first commit until released (bounded: 10 s), so the prepare
+ * threads run as far ahead of a stalled writer as they are allowed. */
+static int hold_commit(void *arg)
+{
+    atomic_int *hold = arg;
+    for (int i = 0; i < 2000 && atomic_load(hold); i++) {
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+TEST(prepare_ahead_is_bounded_in_bytes)
+{
+    uv_loop_t loop;
+    tdir d;
+    char path[256];
+    atomic_int hold;
+    atomic_init(&hold, 1);
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    tdir_make(&d);
+    tdir_file(&d, "b.db", path, sizeof path);
+    sd_store *s = store_open_at(path, 0);
+    sqlite3_commit_hook(sd_store_handle(s), hold_commit, &hold);
+    fctx f = { 0 };
+    sd_job *jobs[40];
+    for (uint64_t k = 0; k < 40; k++)
+        jobs[k] = incident_job(1 + 2 * k, &f);
+    size_t len = jobs[0]->env_len;
+    /* Room for three envelopes' bytes, where the count alone allows 64. */
+    sd_writer *w = NULL;
+    sd_writer_config cfg = { .max_batch = 1,
+                             .prepare_threads = 2,
+                             .prepare_ahead = 64,
+                             .prepare_ahead_bytes = 3 * len + len / 2 };
+    ASSERT_EQ(sd_writer_new(&loop, s, &cfg, &w), 0);
+    for (int k = 0; k < 40; k++)
+        ASSERT_EQ(sd_writer_submit(w, jobs[k]), 0);
+    /* The writer sits in its first COMMIT; give the pool time to run ahead. */
+    sd_writer_stats st;
+    for (int i = 0; i < 100; i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+        sd_writer_get_stats(w, &st);
+        if (st.prepared_ahead >= 4)
+            break;
+    }
+    struct timespec settle = { 0, 100000000 };
+    nanosleep(&settle, NULL);
+    sd_writer_get_stats(w, &st);
+    ASSERT(st.prepared_ahead >= 3);
+    ASSERT(st.prepared_ahead <= 4); /* 3 ahead, plus the one the writer holds */
+    ASSERT(st.max_ahead_bytes <= 3 * len + len / 2);
+    atomic_store(&hold, 0);
+    for (int i = 0; i < 100000 && f.cbs < 40; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    ASSERT_EQ(f.ok, 40);
+    sd_writer_get_stats(w, &st);
+    ASSERT(st.max_ahead_bytes <= 3 * len + len / 2);
+    sd_writer_stop(w, f_stopped, &f);
+    for (int i = 0; i < 100000 && !f.stopped; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    ASSERT_EQ(f.stopped, 1);
+    sd_writer_destroy(w);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    sd_store *ro = store_open_at(path, 1);
+    ASSERT_EQ(q_int(ro, "SELECT committed FROM origins WHERE origin = 'gw-hydro'"), 80);
+    sd_store_close(ro);
+    tdir_remove(&d);
+}
+
 TEST(pool_stop_right_after_submit_drains_everything)
 {
     for (size_t threads = 1; threads <= 4; threads += 3) {
@@ -617,7 +689,8 @@ TEST(prepared_envelope_only_for_its_own_bytes)
 
 SS_TEST_MAIN(SS_TEST_ENTRY(pool_gives_inline_outcomes_for_every_case)
                  SS_TEST_ENTRY(pool_failed_commit_acknowledges_nothing_then_recovers)
-                     SS_TEST_ENTRY(pool_stop_right_after_submit_drains_everything)
-                         SS_TEST_ENTRY(writer_refuses_too_many_prepare_threads)
-                             SS_TEST_ENTRY(prepared_signature_verdict_is_redone_after_a_reload)
-                                 SS_TEST_ENTRY(prepared_envelope_only_for_its_own_bytes))
+                     SS_TEST_ENTRY(prepare_ahead_is_bounded_in_bytes)
+                         SS_TEST_ENTRY(pool_stop_right_after_submit_drains_everything)
+                             SS_TEST_ENTRY(writer_refuses_too_many_prepare_threads)
+                                 SS_TEST_ENTRY(prepared_signature_verdict_is_redone_after_a_reload)
+                                     SS_TEST_ENTRY(prepared_envelope_only_for_its_own_bytes))

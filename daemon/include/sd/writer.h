@@ -51,12 +51,20 @@ struct sd_job {
     sd_job *prep_next; /* link in the to-prepare list */
 };
 
+/* 4 MiB of envelopes: about 80 of today's 50 KB envelopes, so the count
+ * binds first in normal operation; 1 MiB envelopes parse into 11 to 19 MiB
+ * each, so without it 64 of them would hold about 1 GB. */
+#define SD_WRITER_PREPARE_AHEAD_BYTES ((size_t)4 << 20)
+
 typedef struct sd_writer_config {
-    size_t max_batch;       /* envelopes per transaction (default 256) */
-    size_t prepare_threads; /* prepare threads (0: the writer prepares each
-                             * envelope itself, inline) */
-    size_t prepare_ahead;   /* envelopes prepared ahead of the writer at most
-                             * (default 64): bounds the parsed bodies held */
+    size_t max_batch;           /* envelopes per transaction (default 256) */
+    size_t prepare_threads;     /* prepare threads (0: the writer prepares each
+                                 * envelope itself, inline) */
+    size_t prepare_ahead;       /* envelopes prepared ahead of the writer at most
+                                 * (default 64) */
+    size_t prepare_ahead_bytes; /* and at most this many envelope bytes (default
+                                 * SD_WRITER_PREPARE_AHEAD_BYTES; one envelope is
+                                 * always allowed): bounds the parsed bodies held */
 } sd_writer_config;
 
 /* Most prepare threads a writer accepts. */
@@ -109,6 +117,7 @@ typedef struct sd_writer_stats {
     uint64_t apply_us;            /* time spent applying jobs inside transactions */
     uint64_t commit_us;           /* time spent in COMMIT (the durable write) */
     uint64_t prepare_wait_us;     /* time the writer waited for a prepare thread */
+    size_t max_ahead_bytes;       /* most envelope bytes prepared ahead at once */
 } sd_writer_stats;
 void sd_writer_get_stats(sd_writer *w, sd_writer_stats *out);
 
