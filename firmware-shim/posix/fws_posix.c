@@ -11,7 +11,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#ifdef __linux__
 #include <linux/sockios.h>
+#endif
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -698,11 +700,17 @@ static void px_log(void *ctx, int level, const char *line)
 static int px_sock_outq(void *ctx, fws_sock *s, size_t *out)
 {
     (void)ctx;
+#ifdef SIOCOUTQ
     int n = 0;
     if (s->listener || ioctl(s->fd, SIOCOUTQ, &n) != 0 || n < 0)
         return FWS_ENOTSUP;
     *out = (size_t)n;
     return 0;
+#else
+    (void)s;
+    (void)out;
+    return FWS_ENOTSUP;
+#endif
 }
 
 static const fws_ops posix_ops = {
