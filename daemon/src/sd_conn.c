@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #ifdef __linux__
 #include <linux/sockios.h> /* SIOCOUTQ */
 #endif
@@ -72,7 +73,8 @@ struct sd_conn {
     /* While > 0, frames produced are left in the TLS write BIO and go out
      * in one socket write when it drops back to 0 (see send_bytes). */
     int cork;
-    uint64_t last_rx; /* loop time of the last frame */
+    uint64_t last_rx;   /* loop time of the last frame */
+    uint64_t accept_ms; /* loop time of the accept (handshake queue age) */
     sd_counts counts;
     uint64_t bytes_in, bytes_out;
     char error[256]; /* first error, for the session row */
@@ -1434,27 +1436,75 @@ void sd__conn_recheck(sd_conn *c)
     fail_close(c, rc, why, NULL, 0);
 }
 
-/* The connection to close when max_connections is reached: among the
- * oldest few still in the handshake, the one that has sent the fewest bytes
- * (read, or waiting in its socket), the oldest of those on a tie. A silent
- * slowloris or a flood's dead socket has sent nothing, a trickling one a
- * few bytes; an honest client sends its whole ClientHello (hundreds of
- * bytes) at once, so it is passed over even when an attacker's reconnect
- * churn makes it one of the oldest. Bounded work: at most SD_EVICT_SCAN
- * candidates, one ioctl each. */
-#define SD_EVICT_SCAN 16
-static sd_conn *evict_victim(sd_server *s)
+/* How long a connection is safe from eviction after its accept. An honest
+ * client's ClientHello follows its TCP handshake after a key share is made
+ * and the bytes cross the network: tens of ms on a loaded host, more on a
+ * gateway's small CPU. Without a grace, a reconnecting swarm against a full
+ * daemon drains hundreds of its connects from the backlog in one turn, each
+ * evicting the oldest silent connection, and a connection accepted a few ms
+ * earlier in the same burst (an honest one whose hello was not yet sent)
+ * was evicted before it could speak (seen in
+ * hostile_slowloris_over_max_connections: evicted at 3-4 ms of age). Half
+ * the handshake deadline when that is shorter. */
+#define SD_EVICT_GRACE_MS 500u
+static uint64_t evict_grace(const sd_server *s)
 {
-    sd_conn *best = s->hs_head;
-    uint64_t best_bytes = UINT64_MAX;
-    int k = 0;
-    for (sd_conn *c = s->hs_head; c && k < SD_EVICT_SCAN; c = c->hs_next, k++) {
-        uint64_t sent = c->bytes_in;
+    uint64_t half = s->cfg->handshake_timeout_ms / 2;
+    return half < SD_EVICT_GRACE_MS ? half : SD_EVICT_GRACE_MS;
+}
+
+/* The connection to close when max_connections is reached, or NULL and in
+ * *wait_ms how long until one may be. Candidates are the connections still
+ * in the handshake that have had their grace, oldest first (the queue is in
+ * accept order). First those the daemon has not answered yet (no whole
+ * ClientHello: nothing written), the one that has sent the fewest bytes
+ * (read, or waiting in its socket), the oldest on a tie: a silent slowloris
+ * or a flood's dead socket has sent nothing, a trickling one a few bytes.
+ * An honest client sends its whole ClientHello at once and is answered, so
+ * it is passed over even when an attacker's reconnect churn makes it one of
+ * the oldest, and even when its next flight is slow (a client certificate
+ * to sign on a loaded host: seen under ASan, evicted at 297 bytes in while
+ * the only candidate past its grace). If none of those has had its grace
+ * but a younger connection is still to be judged, wait for it; only when
+ * every connection left is an answered handshake does the oldest go, as
+ * the handshake deadline would take it anyway. A whole ClientHello still
+ * unread in the socket counts as answered (a daemon descheduled for the
+ * grace finds every connection old at once; seen under ASan as an honest
+ * client reset 1.7 s into its handshake). Bounded work: at most
+ * SD_EVICT_SCAN connections looked at, an ioctl and a peek each. */
+#define SD_EVICT_SCAN 64
+
+/* 1 if a whole TLS handshake record (a ClientHello) waits unread in the
+ * socket: the peer has spoken and the loop has not got to it yet (a
+ * stalled or descheduled daemon ages every connection at once). A
+ * trickler never has one. */
+static int whole_record_waiting(uv_os_fd_t fd, int avail)
+{
+    uint8_t h[5];
+    if (avail < (int)sizeof h ||
+        recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT) != (ssize_t)sizeof h)
+        return 0;
+    return h[0] == 0x16 && avail >= (int)sizeof h + ((int)h[3] << 8 | h[4]);
+}
+
+static sd_conn *evict_pick(sd_server *s, uint64_t *wait_ms)
+{
+    sd_conn *best = NULL, *answered = NULL, *c = s->hs_head;
+    uint64_t best_bytes = UINT64_MAX, now = uv_now(s->loop), grace = evict_grace(s);
+    *wait_ms = 0;
+    for (int k = 0; c && k < SD_EVICT_SCAN; c = c->hs_next, k++) {
+        if (now - c->accept_ms < grace)
+            break; /* the rest are younger */
         uv_os_fd_t fd;
         int avail = 0;
-        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, FIONREAD, &avail) == 0 &&
-            avail > 0)
-            sent += (uint64_t)avail;
+        if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, FIONREAD, &avail) != 0)
+            avail = 0;
+        if (c->bytes_out > 0 || (c->bytes_in == 0 && whole_record_waiting(fd, avail))) {
+            if (!answered)
+                answered = c;
+            continue;
+        }
+        uint64_t sent = c->bytes_in + (uint64_t)(avail > 0 ? avail : 0);
         if (sent < best_bytes) {
             best = c;
             best_bytes = sent;
@@ -1462,7 +1512,21 @@ static sd_conn *evict_victim(sd_server *s)
                 break; /* nothing can be fewer */
         }
     }
-    return best;
+    if (best)
+        return best;
+    if (c && now - c->accept_ms < grace) {
+        *wait_ms = c->accept_ms + grace - now;
+        return NULL;
+    }
+    return answered;
+}
+
+uint64_t sd__conn_accept_wait(sd_server *s)
+{
+    if (s->draining || s->nlive < s->cfg->max_connections || !s->hs_head)
+        return 0; /* room, or refused at once (shutting down, all authenticated) */
+    uint64_t wait_ms = 0;
+    return evict_pick(s, &wait_ms) ? 0 : wait_ms;
 }
 
 void sd__conn_accept(sd_server *s)
@@ -1474,6 +1538,7 @@ void sd__conn_accept(sd_server *s)
     }
     c->srv = s;
     c->id = ++s->next_id;
+    c->accept_ms = uv_now(s->loop);
     snprintf(c->peer.path, sizeof c->peer.path, "direct");
     snprintf(c->peer.addr, sizeof c->peer.addr, "?");
     uv_tcp_init(s->loop, &c->tcp);
@@ -1537,14 +1602,18 @@ void sd__conn_accept(sd_server *s)
         sd__conn_abort(c, "bad_handshakes");
         return;
     }
-    if (!s->draining && s->nlive > s->cfg->max_connections && s->hs_head) {
+    uint64_t wait_ms = 0;
+    sd_conn *old =
+        !s->draining && s->nlive > s->cfg->max_connections ? evict_pick(s, &wait_ms) : NULL;
+    if (old) {
         /* Full. A connection still in its TLS handshake makes way (see
-         * evict_victim): without this a few thousand slowloris or dead
+         * evict_pick): without this a few thousand slowloris or dead
          * sockets would lock every gateway out until their handshake
          * deadline. Authenticated sessions are never evicted. */
-        sd_conn *old = evict_victim(s);
         old->quiet = 1;
-        set_error(old, "%s%s", "evicted: max_connections reached while in the handshake", "");
+        set_error(old,
+                  "evicted: max_connections reached while in the handshake, %llu ms after accept",
+                  (unsigned long long)(uv_now(s->loop) - old->accept_ms));
         sd__conn_abort(old, "evicted");
         s->evicted++;
         uint64_t now = uv_now(s->loop);

@@ -77,7 +77,12 @@ struct sd_server {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_check_t flush;       /* sends coalesced ACKs after writer callbacks */
     uv_timer_t drain_timer; /* cuts sessions still busy at the drain deadline */
-    int handles_open;       /* server's own handles not yet closed */
+    /* Full, and nothing in the handshake queue has had its grace yet: the
+     * next connection waits in the backlog until this fires (see
+     * sd__conn_accept_wait). accept_held: a connection is waiting. */
+    uv_timer_t accept_timer;
+    int accept_held;
+    int handles_open; /* server's own handles not yet closed */
     int started;
     int draining;
     int writer_stopping;
@@ -120,6 +125,11 @@ enum sd_conn_state {
 int sd__conn_dead(const sd_conn *c);
 /* Accepts a pending connection from the listener (or refuses it). */
 void sd__conn_accept(sd_server *s);
+/* 0 if a pending connection may be accepted now; else how many ms until
+ * the oldest connection in the handshake queue has had its grace and may
+ * be evicted for it (the server is full and every handshaking connection
+ * is younger than that). */
+uint64_t sd__conn_accept_wait(sd_server *s);
 /* Shutdown: start draining (or cut a session not yet streaming). */
 void sd__conn_drain(sd_conn *c, const char *reason);
 /* Hard close, for the drain deadline. */

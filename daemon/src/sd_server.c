@@ -139,11 +139,42 @@ int sd_server_set_sig(sd_server *s, struct sd_sig *sig, char *err, size_t errcap
     return rc;
 }
 
+static void on_accept_timer(uv_timer_t *t);
+
+/* The held connection (see on_connection) once a slot or a victim is there. */
+static void take_held(sd_server *s)
+{
+    if (!s->accept_held || s->draining)
+        return;
+    uint64_t wait = sd__conn_accept_wait(s);
+    if (wait > 0) {
+        uv_timer_start(&s->accept_timer, on_accept_timer, wait, 0);
+        return;
+    }
+    s->accept_held = 0;
+    uv_timer_stop(&s->accept_timer);
+    sd__conn_accept(s); /* uv_accept restarts the listener's watcher */
+}
+
+static void on_accept_timer(uv_timer_t *t)
+{
+    take_held(container_of(t, sd_server, accept_timer));
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     sd_server *s = container_of(l, sd_server, listener);
     if (status < 0) {
         SD_WARN(s->log, "listen_error", "err=%s", uv_strerror(status));
+        return;
+    }
+    /* Full of handshakes younger than their grace: the connection waits in
+     * the backlog (libuv stops watching the listener until uv_accept) and
+     * the timer, or a slot freed before it (on_check), takes it. */
+    uint64_t wait = sd__conn_accept_wait(s);
+    if (wait > 0) {
+        s->accept_held = 1;
+        uv_timer_start(&s->accept_timer, on_accept_timer, wait, 0);
         return;
     }
     sd__conn_accept(s);
@@ -154,6 +185,7 @@ static void on_connection(uv_stream_t *l, int status)
 static void on_check(uv_check_t *h)
 {
     sd_server *s = container_of(h, sd_server, flush);
+    take_held(s); /* a session closed this turn may have made room */
     while (s->dirty) {
         sd_conn *list = s->dirty;
         s->dirty = NULL;
@@ -214,11 +246,12 @@ int sd_server_start(sd_server *s, char *err, size_t errcap)
     uv_tcp_init(s->loop, &s->listener);
     uv_check_init(s->loop, &s->flush);
     uv_timer_init(s->loop, &s->drain_timer);
+    uv_timer_init(s->loop, &s->accept_timer);
     uv_signal_init(s->loop, &s->sig_term);
     uv_signal_init(s->loop, &s->sig_int);
     uv_signal_init(s->loop, &s->sig_hup);
     s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
-    s->handles_open = 6;
+    s->handles_open = 7;
     s->started = 1;
     int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
     if (rc == 0)
@@ -282,6 +315,7 @@ static void on_writer_stopped(void *arg)
     s->closed_handles = 1;
     close_server_handle(s, (uv_handle_t *)&s->flush);
     close_server_handle(s, (uv_handle_t *)&s->drain_timer);
+    close_server_handle(s, (uv_handle_t *)&s->accept_timer);
     close_server_handle(s, (uv_handle_t *)&s->sig_term);
     close_server_handle(s, (uv_handle_t *)&s->sig_int);
     close_server_handle(s, (uv_handle_t *)&s->sig_hup);
@@ -326,7 +360,9 @@ void sd_server_shutdown(sd_server *s, void (*done)(void *arg), void *arg)
     }
     SD_INFO(s->log, "draining", "sessions=%zu writer_pending=%zu", s->nconns,
             sd_writer_pending(s->writer));
-    close_server_handle(s, (uv_handle_t *)&s->listener);
+    close_server_handle(s, (uv_handle_t *)&s->listener); /* and a held connection */
+    uv_timer_stop(&s->accept_timer);
+    s->accept_held = 0;
     uv_timer_start(&s->drain_timer, on_drain_deadline, s->cfg->drain_timeout_ms, 0);
     /* sd__conn_drain may free nothing synchronously (closing is async), so
      * walking the list while draining is safe. */

@@ -115,6 +115,10 @@ struct gw_relay {
     gw_penalty *pen; /* failed handshakes per source address */
     size_t out_cap;  /* max_output_bytes per downstream */
     uint64_t evicted, output_cuts;
+    /* Full and no handshake has had its grace yet (see evict_grace): the
+     * listener leaves the poll set until then and new connections wait in
+     * the backlog. 0 when not holding. */
+    int64_t hold_until;
     int fatal;
 };
 
@@ -379,17 +383,36 @@ static void send_crl_down(gw_relay *r, dconn *c)
         fws_log(r->shim, FWS_LOG_WARN, "event=crl_not_sent peer=%s reason=no_room", c->id.node);
 }
 
-/* A free slot, or else the slot of a connection still in its TLS handshake:
- * with every slot taken by peers that never finish one (slowloris), a new
- * connection evicts the one that has had the longest chance, so the hub
- * keeps serving. Peers that have not yet delivered a whole ClientHello (the
- * silent and the byte-tricklers) go first: an honest client sends its hello
- * at once, so under a fast reconnecting swarm its handshake is not evicted
- * by the swarm's churn. A connection past its handshake (an authenticated
- * peer) is never evicted. NULL if all are past it. */
-static dconn *free_slot(gw_relay *r, const char *addr)
+/* How long a new connection is safe from eviction. An honest client's
+ * ClientHello follows its TCP handshake after a key share is made and the
+ * bytes cross the network: tens of ms on a loaded host, more on a gateway's
+ * small CPU. Against a full hub and a swarm that reconnects as fast as it is
+ * evicted, the oldest connection without a whole hello was often only 26-50
+ * ms old (ASan runs of hostile_relay_slowloris_over_max_conns): an honest
+ * client slower than that would have been evicted before it could speak.
+ * Half the handshake deadline when that is shorter. */
+#define GW_EVICT_GRACE_MS 500
+static int64_t evict_grace(const gw_relay *r)
+{
+    int64_t half = (int64_t)r->cfg.handshake_timeout_ms / 2;
+    return half < GW_EVICT_GRACE_MS ? half : GW_EVICT_GRACE_MS;
+}
+
+/* A free slot, or else the slot of a connection still in its TLS handshake
+ * to evict for a new one (not closed here: see free_slot). With every slot
+ * taken by peers that never finish one (slowloris), a new connection evicts
+ * the one that has had the longest chance, so the hub keeps serving. Peers
+ * that have not yet delivered a whole ClientHello (the silent and the
+ * byte-tricklers) go first, and only once they have had their grace: an
+ * honest client sends its hello at once, so under a fast reconnecting swarm
+ * its handshake is not evicted by the swarm's churn. A connection past its
+ * handshake (an authenticated peer) is never evicted. NULL if none may go
+ * now; *wait_ms is then how long until one may (0: never, all are past
+ * their handshake). */
+static dconn *room(gw_relay *r, int64_t *wait_ms, int *incomplete)
 {
     dconn *oldest = NULL, *oldest_idle = NULL;
+    *wait_ms = 0;
     for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
         dconn *c = &r->conns[i];
         if (c->state == ST_FREE)
@@ -405,12 +428,30 @@ static dconn *free_slot(gw_relay *r, const char *addr)
     dconn *v = oldest_idle ? oldest_idle : oldest;
     if (!v)
         return NULL;
+    int64_t age = fws_mono_ms(r->shim) - v->t0, grace = evict_grace(r);
+    if (age < grace) {
+        *wait_ms = grace - age;
+        return NULL;
+    }
+    *incomplete = v == oldest_idle;
+    return v;
+}
+
+/* The slot for a new connection from addr (see room), the victim evicted
+ * and logged. NULL if there is none. */
+static dconn *free_slot(gw_relay *r, const char *addr)
+{
+    int64_t wait_ms;
+    int incomplete = 0;
+    dconn *v = room(r, &wait_ms, &incomplete);
+    if (!v || v->state == ST_FREE)
+        return v;
     r->evicted++;
     fws_log(r->shim, FWS_LOG_INFO,
             "event=conn_evicted peer=%s age_ms=%" PRId64 " hello=%s for=%s max_conns=%u "
             "evicted_total=%" PRIu64,
-            v->addr, fws_mono_ms(r->shim) - v->t0, v == oldest_idle ? "incomplete" : "received",
-            addr, r->cfg.max_conns, r->evicted);
+            v->addr, fws_mono_ms(r->shim) - v->t0, incomplete ? "incomplete" : "received", addr,
+            r->cfg.max_conns, r->evicted);
     dconn_close(r, v, "evicted");
     return v;
 }
@@ -457,7 +498,18 @@ static void accept_new(gw_relay *r, int evict)
     uint32_t burst = r->cfg.max_conns / 4;
     burst = burst < 16 ? 16 : burst > 256 ? 256 : burst;
     for (uint32_t k = 0; k < burst; k++) {
-        if (!evict) {
+        if (evict) {
+            /* Nothing may make way yet: the connection waits in the backlog
+             * (its bytes wait in its socket), the listener leaves the poll
+             * set until the grace is over (turn). */
+            int64_t wait_ms;
+            int incomplete;
+            if (!room(r, &wait_ms, &incomplete) && wait_ms > 0) {
+                r->hold_until = fws_mono_ms(r->shim) + wait_ms;
+                return;
+            }
+            r->hold_until = 0;
+        } else {
             uint32_t i = 0;
             while (i < r->cfg.max_conns && r->conns[i].state != ST_FREE)
                 i++;
@@ -1622,7 +1674,10 @@ static void flush_all(gw_relay *r)
 static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
 {
     int n = 0;
-    if (r->listener && !stopping) {
+    int64_t hold = r->hold_until ? r->hold_until - fws_mono_ms(r->shim) : 0;
+    if (hold > 0 && (int64_t)wait_ms > hold)
+        wait_ms = (uint32_t)hold; /* wake when the grace is over */
+    if (r->listener && !stopping && hold <= 0) {
         r->pfd[n].sock = r->listener;
         r->pfd[n].events = FWS_POLL_IN;
         n++;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -357,8 +358,15 @@ static void *worker_main(void *arg)
         double t0 = now_ms_f();
         tc_client c;
         ss_welcome wel;
-        if (tc_connect(&c, k->e, k->port, node, NULL) != 0)
-            SS_TEST_FAIL("honest %s session %d: TLS handshake failed", node, s);
+        if (tc_connect(&c, k->e, k->port, node, NULL) != 0) {
+            /* How far it got, for the next reader of a CI log: no socket
+             * (connect failed), or the TLS state and errno where it broke. */
+            int err = errno;
+            SS_TEST_FAIL("honest %s session %d: TLS handshake failed after %.0f ms (%s, tls "
+                         "state %s, errno %s)",
+                         node, s, now_ms_f() - t0, c.fd < 0 ? "no socket" : "socket open",
+                         c.ssl ? SSL_state_string_long(c.ssl) : "-", strerror(err));
+        }
         tc_hello(&c, "gateway", NULL, &wel);
         uint64_t seq = tc_welcome_seq(&wel, node) + 1;
         free(wel.committed);
