@@ -80,7 +80,8 @@ static const gw_config_key keys[] = {
     { "bad_handshake_penalty_ms", GW_CT_U64, OFF(bad_handshake_penalty_ms), 100, MS_DAY, "60000",
       "relay: how long an address over bad_handshake_limit is refused at accept" },
     { "max_output_bytes", GW_CT_U64, OFF(max_output_bytes), 4096, 16777216, "65536",
-      "relay: bytes queued for one downstream peer that does not read before it is cut" },
+      "relay: bytes a downstream peer has not acknowledged (hub queue + kernel send queue) "
+      "before it is cut" },
     { "port_file", GW_CT_STR, OFF(port_file), 0, 0, "",
       "relay: write the bound listening port here (for listen port 0)" },
     { NULL, 0, 0, 0, 0, 0, NULL, NULL },

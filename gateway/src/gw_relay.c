@@ -309,8 +309,15 @@ static int queue_frame(gw_nbconn *nb, int type, unsigned flags, const uint8_t *p
     int rc = ss_frame_write_header(hdr, type, flags, (uint32_t)len);
     if (rc < 0)
         return rc;
-    (void)gw_nb_queue(nb, hdr, sizeof(hdr));
-    return gw_nb_queue(nb, p, len);
+    /* The output buffer is allocated on first use: a header queued without
+     * its payload (or the reverse) would desynchronise the stream. */
+    rc = gw_nb_queue(nb, hdr, sizeof(hdr));
+    if (rc < 0)
+        return rc;
+    rc = gw_nb_queue(nb, p, len);
+    if (rc < 0)
+        nb->out_len -= sizeof(hdr);
+    return rc;
 }
 
 static int queue_msg(gw_relay *r, gw_nbconn *nb, const ss_msg *m)
@@ -321,22 +328,30 @@ static int queue_msg(gw_relay *r, gw_nbconn *nb, const ss_msg *m)
     return queue_frame(nb, m->type, 0, r->buf, (size_t)n);
 }
 
-/* A message to a downstream peer. Its output buffer is the cap on what a
- * peer that does not read can make the hub hold (ACKs, PONGs, ERRORs): a
- * message that does not fit cuts the connection (flush_all closes it). */
+/* A message to a downstream peer. max_output_bytes caps what a peer that
+ * does not read can make the hub hold (ACKs, PONGs, ERRORs): the hub's own
+ * queue plus what sits unacknowledged in the kernel's send queue, since
+ * Linux grows a socket's send buffer to megabytes before the hub's queue
+ * would grow at all. A message that does not fit, or cannot be queued at
+ * all (memory), cuts the connection (flush_all closes it): a peer must
+ * never wait for a reply the hub dropped. */
 static void down_msg(gw_relay *r, dconn *c, const ss_msg *m)
 {
     if (c->cut)
         return;
-    int rc = queue_msg(r, &c->nb, m);
-    if (rc == SS_ENOSPC) {
+    size_t kernel = 0;
+    (void)fws_sock_outq(r->shim, c->nb.sock, &kernel); /* 0 where unknown */
+    int rc = c->nb.out_len + kernel >= r->out_cap ? SS_ENOSPC : queue_msg(r, &c->nb, m);
+    if (rc < 0) {
         c->cut = 1;
         c->close_after_flush = 1;
         r->output_cuts++;
         fws_log(r->shim, FWS_LOG_WARN,
-                "event=output_cap peer=%s node=%s queued=%zu cap=%zu reason=\"peer does not read "
-                "its ACKs\"",
-                c->addr, c->id.node[0] ? c->id.node : "-", c->nb.out_len, r->out_cap);
+                "event=output_cap peer=%s node=%s queued=%zu kernel=%zu cap=%zu err=%s "
+                "reason=\"%s\"",
+                c->addr, c->id.node[0] ? c->id.node : "-", c->nb.out_len, kernel, r->out_cap,
+                ss_err_name(rc),
+                rc == SS_ENOSPC ? "peer does not read its ACKs" : "cannot queue a reply");
     }
 }
 
