@@ -114,7 +114,8 @@ static int adopt_trust(sd_server *s, SSL_CTX *ctx, char *err, size_t errcap)
     size_t len = 0;
     int rc = sd_sig_store_crl_der(store, &der, &len);
     if (rc != 0) {
-        snprintf(err, errcap, "crl %s: cannot encode it for relays (%s)", s->cfg->crl,
+        /* A very long path is cut; the error code says the rest. */
+        snprintf(err, errcap, "crl %.300s: cannot encode it for relays (%s)", s->cfg->crl,
                  ss_err_name(rc));
         return rc;
     }

@@ -295,12 +295,13 @@ static int parse_v6(const char *s, uint8_t out[16])
     }
     if (gap < 0 ? n != 8 : n > 7)
         return -1;
-    memset(out, 0, 16);
+    uint16_t full[8] = { 0 };
     int tail = gap < 0 ? 0 : n - gap; /* groups after the "::" */
-    for (int i = 0; i < n; i++) {
-        int at = i < n - tail ? i : 8 - (n - i);
-        out[2 * at] = (uint8_t)(g[i] >> 8);
-        out[2 * at + 1] = (uint8_t)g[i];
+    for (int i = 0; i < n; i++)
+        full[i < n - tail ? i : 8 - (n - i)] = g[i];
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = (uint8_t)(full[i] >> 8);
+        out[2 * i + 1] = (uint8_t)full[i];
     }
     return 0;
 }
