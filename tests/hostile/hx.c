@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "proto/envelope.h"
 #include "proto/err.h"
 #include "ss_test.h"
 
@@ -614,4 +615,317 @@ int hx_run_faketime(const char *offset, char *const argv[], const char *out_file
     if (waitpid(pid, &st, 0) < 0)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- pieces shared by the daemon's and the hub's suites ------------------ */
+
+void hx_print_result(const char *what, int width, const hx_result *r)
+{
+    printf("%-*s sessions=%d p50=%.1f ms p99=%.1f ms max=%.1f ms wall=%.0f ms\n", width, what, r->n,
+           r->p50, r->p99, r->max, r->wall_ms);
+    fflush(stdout);
+}
+
+void *hx_flood_main(void *arg)
+{
+    hx_flood *f = arg;
+    int64_t t0 = tc_now_ms();
+    for (long i = 0; i < f->max && tc_now_ms() - t0 < f->ms && !*f->stop; i++) {
+        /* Paced at f->rate connects a second: the same attack whatever the
+         * machine's speed (unpaced, a flooder on a starved machine fills
+         * the listen backlog however large, and the test would measure
+         * the kernel's SYN retransmission timer). */
+        int64_t due = t0 + i * 1000 / f->rate;
+        if (tc_now_ms() < due)
+            hx_sleep_ms((int)(due - tc_now_ms()));
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT(fd >= 0);
+        if (f->src) {
+            struct sockaddr_in la;
+            memset(&la, 0, sizeof la);
+            la.sin_family = AF_INET;
+            inet_pton(AF_INET, f->src, &la.sin_addr);
+            ASSERT_EQ(bind(fd, (struct sockaddr *)&la, sizeof la), 0);
+        }
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)f->port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            f->failed++;
+            close(fd);
+            continue;
+        }
+        f->connects++;
+        if (f->garbage) {
+            if (i % 2)
+                send(fd, "\x16\x03\x01\xff\xff garbage", 14, MSG_NOSIGNAL);
+            else
+                send(fd, f->hello, f->hello_len / 2, MSG_NOSIGNAL);
+        }
+        /* Mostly resets (no TIME_WAIT left behind on this side), one in
+         * four an orderly close. */
+        if (i % 4 != 3) {
+            struct linger lg = { 1, 0 };
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fd);
+    }
+    f->took = tc_now_ms() - t0;
+    return NULL;
+}
+
+/* A gateway HELLO for node, as the honest client sends it. */
+static void hello_msg(ss_msg *m, const char *node)
+{
+    memset(m, 0, sizeof *m);
+    m->type = SS_FRAME_HELLO;
+    m->u.hello.proto = SS_PROTO_VERSION;
+    snprintf(m->u.hello.node, sizeof m->u.hello.node, "%s", node);
+    m->u.hello.role = SS_ROLE_GATEWAY;
+    m->u.hello.max_frame = 65536;
+}
+
+void hx_send_hello(tc_client *c, const char *node)
+{
+    ss_msg m;
+    hello_msg(&m, node);
+    tc_send_msg(c, &m); /* may fail: the server may have closed already */
+}
+
+int hx_try_session(tc_env *e, int port, const char *node, tc_tls_opts *o)
+{
+    tc_client c;
+    int ok = 0;
+    if (tc_connect(&c, e, port, node, o) == 0) {
+        ss_msg m;
+        hello_msg(&m, node);
+        if (tc_send_msg(&c, &m) == 0 && tc_recv_msg(&c, 5000, &m) == 1) {
+            ok = m.type == SS_FRAME_WELCOME;
+            ss_msg_free(&m);
+        }
+    }
+    tc_close(&c);
+    return ok;
+}
+
+int hx_send_status_batch(tc_client *c, uint64_t seq)
+{
+    ss_change ch[4];
+    char note[4][32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(note[i], sizeof note[i], "nr-%llu", (unsigned long long)(seq + (uint64_t)i));
+        tc_change_status(&ch[i], seq + (uint64_t)i, tc_hlc_now() + (uint64_t)i, "s1", note[i],
+                         NULL);
+    }
+    size_t el;
+    uint8_t *env = tc_envelope("gw1", ch, 4, &el);
+    int r = tc_send_frame(c, SS_FRAME_BATCH, env, el);
+    free(env);
+    return r;
+}
+
+size_t hx_ping_burst(ss_msg *m, uint8_t *burst, size_t cap)
+{
+    uint8_t frame[128];
+    size_t bl = 0;
+    for (int i = 0; i < 64; i++) {
+        m->u.ping.nonce++;
+        int n = ss_msg_encode_frame(m, frame, sizeof frame);
+        ASSERT_GT(n, 0);
+        ASSERT(bl + (size_t)n <= cap);
+        memcpy(burst + bl, frame, (size_t)n);
+        bl += (size_t)n;
+    }
+    return bl;
+}
+
+uint8_t *hx_batch_of(const char *body, size_t *len)
+{
+    size_t bl = strlen(body);
+    size_t hl = ss_envelope_header_len("gw1");
+    uint8_t *env = malloc(hl + bl);
+    ASSERT(env != NULL);
+    ASSERT_EQ(ss_envelope_write_header(env, hl, "gw1", 1, 1, (uint32_t)bl, 0), (int)hl);
+    memcpy(env + hl, body, bl);
+    *len = hl + bl;
+    return env;
+}
+
+char *hx_change_with(const char *fields)
+{
+    size_t cap = strlen(fields) + 512;
+    char *s = malloc(cap);
+    ASSERT(s != NULL);
+    char hlc[17];
+    snprintf(hlc, sizeof hlc, "%016llx", (unsigned long long)tc_hlc_now());
+    snprintf(s, cap,
+             "[{\"seq\":1,\"hlc\":\"%s\",\"collection\":\"site_status\",\"key\":\"s1\","
+             "\"site\":\"s1\",\"op\":\"update\",\"fields\":%s}]",
+             hlc, fields);
+    return s;
+}
+
+char *hx_deep(size_t depth, int objects)
+{
+    /* [[[...]]] or {"a":{"a":...1...}} */
+    size_t cap = depth * 6 + 8;
+    char *s = malloc(cap);
+    ASSERT(s != NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < depth; i++) {
+        if (objects) {
+            memcpy(s + n, "{\"a\":", 5);
+            n += 5;
+        } else {
+            s[n++] = '[';
+        }
+    }
+    s[n++] = '1';
+    for (size_t i = 0; i < depth; i++)
+        s[n++] = objects ? '}' : ']';
+    s[n] = '\0';
+    return s;
+}
+
+int hx_sample_frame(int type, uint8_t *buf, size_t cap)
+{
+    ss_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    ss_oseq os = { "gw1", 0 };
+    switch (type) {
+    case SS_FRAME_HELLO:
+        m.u.hello.proto = SS_PROTO_VERSION;
+        snprintf(m.u.hello.node, sizeof m.u.hello.node, "gw1");
+        m.u.hello.role = SS_ROLE_GATEWAY;
+        m.u.hello.max_frame = 65536;
+        snprintf(m.u.hello.software, sizeof m.u.hello.software, "hostile 1");
+        break;
+    case SS_FRAME_WELCOME:
+        m.u.welcome.proto = SS_PROTO_VERSION;
+        snprintf(m.u.welcome.node, sizeof m.u.welcome.node, "central");
+        m.u.welcome.time = tc_hlc_now();
+        m.u.welcome.max_frame = 65536;
+        m.u.welcome.window = 8;
+        m.u.welcome.ncommitted = 1;
+        m.u.welcome.committed = &os;
+        break;
+    case SS_FRAME_ACK:
+        os.seq = 3;
+        m.u.ack.nacks = 1;
+        m.u.ack.acks = &os;
+        break;
+    case SS_FRAME_ERROR:
+        m.u.error.code = SS_EPROTO;
+        snprintf(m.u.error.message, sizeof m.u.error.message, "client trouble");
+        break;
+    case SS_FRAME_PING:
+    case SS_FRAME_PONG:
+        m.u.ping.nonce = 123456;
+        break;
+    default:
+        snprintf(m.u.bye.reason, sizeof m.u.bye.reason, "leaving");
+        break;
+    }
+    return ss_msg_encode_frame(&m, buf, cap);
+}
+
+/* ---- TLS profile ---------------------------------------------------------- */
+
+int hx_allowed_cipher(const char *proto, const char *name)
+{
+    if (strcmp(proto, "TLSv1.3") == 0)
+        return strcmp(name, "TLS_AES_128_GCM_SHA256") == 0 ||
+               strcmp(name, "TLS_AES_256_GCM_SHA384") == 0 ||
+               strcmp(name, "TLS_CHACHA20_POLY1305_SHA256") == 0;
+    if (strcmp(proto, "TLSv1.2") == 0)
+        return strncmp(name, "ECDHE-", 6) == 0 &&
+               (strstr(name, "-GCM-") != NULL || strstr(name, "CHACHA20-POLY1305") != NULL);
+    return 0;
+}
+
+unsigned hx_compression_probe(int port, const char *who, unsigned *suite)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT(ctx != NULL);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL *ssl = SSL_new(ctx);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_connect_state(ssl);
+    ASSERT(SSL_do_handshake(ssl) <= 0);
+    uint8_t ch[2048 + 1];
+    int n = BIO_read(wb, ch, 2048);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    ASSERT_GT(n, 50);
+    ASSERT_EQ(ch[0], 0x16); /* handshake record */
+    ASSERT_EQ(ch[5], 0x01); /* ClientHello */
+    size_t pos = 9 + 2 + 32;
+    pos += 1 + ch[pos];                              /* session id */
+    pos += 2 + ((size_t)ch[pos] << 8 | ch[pos + 1]); /* cipher suites */
+    ASSERT_EQ(ch[pos], 1);                           /* one method: null */
+    ASSERT_EQ(ch[pos + 1], 0);
+    memmove(ch + pos + 2, ch + pos + 1, (size_t)n - pos - 1);
+    ch[pos] = 2;
+    ch[pos + 1] = 1; /* DEFLATE, then null */
+    n++;
+    size_t rec = ((size_t)ch[3] << 8 | ch[4]) + 1;
+    ch[3] = (uint8_t)(rec >> 8);
+    ch[4] = (uint8_t)rec;
+    size_t hs = ((size_t)ch[6] << 16 | (size_t)ch[7] << 8 | ch[8]) + 1;
+    ch[6] = (uint8_t)(hs >> 16);
+    ch[7] = (uint8_t)(hs >> 8);
+    ch[8] = (uint8_t)hs;
+    int fd = tc_tcp_connect(port);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(send(fd, ch, (size_t)n, MSG_NOSIGNAL), n);
+    uint8_t sh[8192];
+    size_t have = 0;
+    while (have < 5 || have < 5 + ((size_t)sh[3] << 8 | sh[4])) {
+        ssize_t r = recv(fd, sh + have, sizeof sh - have, 0);
+        ASSERT_GT(r, 0);
+        have += (size_t)r;
+        ASSERT_LT(have, sizeof sh);
+    }
+    close(fd);
+    if (sh[0] == 0x15)
+        SS_TEST_FAIL("the %s refused the ClientHello with alert %d", who, sh[6]);
+    ASSERT_EQ(sh[0], 0x16);
+    ASSERT_EQ(sh[5], 0x02); /* ServerHello */
+    size_t p = 9;
+    ASSERT_EQ(sh[p], 3);
+    ASSERT_EQ(sh[p + 1], 3); /* TLS 1.2 */
+    p += 2 + 32;
+    p += 1 + sh[p]; /* session id */
+    *suite = (unsigned)sh[p] << 8 | sh[p + 1];
+    p += 2;
+    return sh[p];
+}
+
+void hx_times_pki(tc_env *e, const char *tag)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(e->dir, sizeof e->dir, "%s/sitesync-%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp", tag);
+    ASSERT(mkdtemp(e->dir) != NULL);
+    char pki[300], log[300], old[300], fut[300];
+    tc_path(e, "pki", pki, sizeof pki);
+    tc_path(e, "pki.log", log, sizeof log);
+    tc_path(e, "expired", old, sizeof old);
+    tc_path(e, "future", fut, sizeof fut);
+    char *init[] = { SITESYNC_PKI_BIN, "init", "--dir", pki, NULL };
+    ASSERT_EQ(hx_run_faketime("-30d", init, log), 0);
+    char *expired[] = { SITESYNC_PKI_BIN, "issue",  "--dir",  pki,      "--role",
+                        "gateway",        "--node", "gw-old", "--site", "s1",
+                        "--days",         "1",      "--out",  old,      NULL };
+    ASSERT_EQ(hx_run_faketime("-20d", expired, log), 0);
+    char *future[] = { SITESYNC_PKI_BIN, "issue",  "--dir",  pki,      "--role",
+                       "gateway",        "--node", "gw-new", "--site", "s1",
+                       "--days",         "30",     "--out",  fut,      NULL };
+    ASSERT_EQ(hx_run_faketime("+20d", future, log), 0);
+    char *crl[] = { SITESYNC_PKI_BIN, "crl", "--dir", pki, NULL };
+    ASSERT_EQ(tc_run(crl, log), 0);
 }

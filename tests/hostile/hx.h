@@ -132,4 +132,67 @@ int hx_run_faketime(const char *offset, char *const argv[], const char *out_file
 /* 1 if faketime(1) is installed. */
 int hx_have_program(const char *name);
 
+/* ---- pieces shared by the daemon's and the hub's suites ------------------ */
+
+/* One line of session times, the label padded to width (each suite keeps its
+ * own column width). */
+void hx_print_result(const char *what, int width, const hx_result *r);
+
+/* A connection flooder (a thread body, hx_flood_main(f)): up to max connects
+ * to 127.0.0.1:port from src (NULL: any), paced at rate a second, for at most
+ * ms or until *stop; with garbage, each sends TLS garbage or half of hello
+ * before closing (mostly resets, one in four an orderly close). */
+typedef struct hx_flood {
+    int port;
+    const char *src;    /* NULL: 127.0.0.1 */
+    int garbage;        /* send bytes before closing (TLS garbage / partial hello) */
+    int ms;             /* upper bound on the flood's duration */
+    int rate;           /* connects per second */
+    volatile int *stop; /* set when the honest workload is done */
+    long max;
+    int64_t took;
+    long connects, failed;
+    uint8_t hello[2048];
+    size_t hello_len;
+} hx_flood;
+void *hx_flood_main(void *arg);
+
+/* Sends a valid gateway HELLO for node (its failure is ignored: the server
+ * may have closed already). */
+void hx_send_hello(tc_client *c, const char *node);
+/* 1 if a TLS handshake and HELLO/WELCOME as node succeed, else 0. */
+int hx_try_session(tc_env *e, int port, const char *node, tc_tls_opts *o);
+/* Sends a BATCH of four site_status changes of s1 from gw1, seq..seq+3;
+ * returns tc_send_frame's result (nonzero once the peer has cut us). */
+int hx_send_status_batch(tc_client *c, uint64_t seq);
+/* Encodes 64 PING frames into burst (cap bytes, 128 * 64 is enough), bumping
+ * m->u.ping.nonce for each; returns the bytes written. */
+size_t hx_ping_burst(ss_msg *m, uint8_t *burst, size_t cap);
+/* An envelope from gw1 (seq 1, one change) around body; caller frees. */
+uint8_t *hx_batch_of(const char *body, size_t *len);
+/* A one-change site_status batch body with the given fields; caller frees. */
+char *hx_change_with(const char *fields);
+/* depth nested arrays, or objects {"a":...}, around 1; caller frees. */
+char *hx_deep(size_t depth, int objects);
+
+/* A valid frame of type (HELLO .. BYE, not BATCH) with sample contents, as
+ * from gw1 to the server (a WELCOME or ERROR being wrong in that direction
+ * is the point for some tests); returns ss_msg_encode_frame's result. */
+int hx_sample_frame(int type, uint8_t *buf, size_t cap);
+
+/* ---- TLS profile ---------------------------------------------------------- */
+
+/* 1 if sslscan's suite name is inside the profile for proto (TLS 1.3's AEAD
+ * suites; TLS 1.2 ECDHE with GCM or ChaCha20-Poly1305). */
+int hx_allowed_cipher(const char *proto, const char *name);
+/* Sends a TLS 1.2 ClientHello offering DEFLATE before null to 127.0.0.1:port
+ * and returns the compression method of the ServerHello (its suite in
+ * *suite); fails the test, naming who, if the server answers with an alert. */
+unsigned hx_compression_probe(int port, const char *who, unsigned *suite);
+/* Makes e->dir ($TMPDIR/sitesync-<tag>-XXXXXX) and a PKI in it with
+ * sitesync-pki under faketime: the CA made 30 days ago, "expired" (gw-old,
+ * issued at -20d for 1 day) and "future" (gw-new, from +20d), and a CRL
+ * signed now. */
+void hx_times_pki(tc_env *e, const char *tag);
+
 #endif

@@ -57,13 +57,6 @@ static int64_t open_sessions(const tc_daemon *d, int64_t want, int timeout_ms)
     return n;
 }
 
-static void print_result(const char *what, const hx_result *r)
-{
-    printf("%-34s sessions=%d p50=%.1f ms p99=%.1f ms max=%.1f ms wall=%.0f ms\n", what, r->n,
-           r->p50, r->p99, r->max, r->wall_ms);
-    fflush(stdout);
-}
-
 /* ---- slowloris --------------------------------------------------------- */
 
 /* One measurement: the honest workload before, under and after the
@@ -72,7 +65,7 @@ static int slowloris_round(tc_env *e, tc_daemon *d, const hx_workload *w, int n,
 {
     hx_result base, att, base2;
     hx_run_workload(e, d->port, w, &base);
-    print_result("baseline (no attackers)", &base);
+    hx_print_result("baseline (no attackers)", 34, &base);
     int fds0 = hx_proc_fds(d->pid);
 
     hx_swarm sw;
@@ -97,7 +90,7 @@ static int slowloris_round(tc_env *e, tc_daemon *d, const hx_workload *w, int n,
     hx_swarm_stop(&sw);
     char label[96];
     snprintf(label, sizeof label, "under attack (%d slowloris)", n);
-    print_result(label, &att);
+    hx_print_result(label, 34, &att);
     printf("slowloris: %d sockets (half silent, half trickling a ClientHello at 1 byte/200 ms, "
            "connected over 1.5 s, deadline 2 s); held %d..%.0f (min..mean) during the honest "
            "run, daemon fds %d at the start (idle %d); attacker connects=%ld, cut by the "
@@ -116,7 +109,7 @@ static int slowloris_round(tc_env *e, tc_daemon *d, const hx_workload *w, int n,
      * drifts, and the larger of the two attack-free measurements is the
      * fair reference. */
     hx_run_workload(e, d->port, w, &base2);
-    print_result("baseline again (attack over)", &base2);
+    hx_print_result("baseline again (attack over)", 34, &base2);
     double ref = base.p99 > base2.p99 ? base.p99 : base2.p99;
     /* Twice the baseline p99, with a 20 ms floor under the baseline so that
      * a fast machine's scheduling jitter on a short session is not read as
@@ -242,7 +235,7 @@ TEST(slowloris_over_max_connections)
     hx_run_workload(&e, d.port, &w, &r);
     int fds_end = hx_proc_fds(d.pid);
     hx_swarm_stop(&sw);
-    print_result("honest, daemon full of slowloris", &r);
+    hx_print_result("honest, daemon full of slowloris", 34, &r);
     int evict_lines = tc_log_count(&d, "event=conn_evicted");
     int refused = tc_log_count(&d, "reason=max_connections live=");
     printf("slowloris_over_max_connections: max_connections %d, %d slowloris sockets "
@@ -285,70 +278,6 @@ TEST(slowloris_over_max_connections)
 
 /* ---- connection flood -------------------------------------------------- */
 
-typedef struct flood {
-    int port;
-    const char *src;    /* NULL: 127.0.0.1 */
-    int garbage;        /* send bytes before closing (TLS garbage / partial hello) */
-    int ms;             /* upper bound on the flood's duration */
-    int rate;           /* connects per second */
-    volatile int *stop; /* set when the honest workload is done */
-    long max;
-    int64_t took;
-    long connects, failed;
-    uint8_t hello[2048];
-    size_t hello_len;
-} flood;
-
-static void *flood_main(void *arg)
-{
-    flood *f = arg;
-    int64_t t0 = tc_now_ms();
-    for (long i = 0; i < f->max && tc_now_ms() - t0 < f->ms && !*f->stop; i++) {
-        /* Paced at f->rate connects a second: the same attack whatever the
-         * machine's speed (unpaced, a flooder on a starved machine fills
-         * the listen backlog however large, and the test would measure
-         * the kernel's SYN retransmission timer). */
-        int64_t due = t0 + i * 1000 / f->rate;
-        if (tc_now_ms() < due)
-            hx_sleep_ms((int)(due - tc_now_ms()));
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ASSERT(fd >= 0);
-        if (f->src) {
-            struct sockaddr_in la;
-            memset(&la, 0, sizeof la);
-            la.sin_family = AF_INET;
-            inet_pton(AF_INET, f->src, &la.sin_addr);
-            ASSERT_EQ(bind(fd, (struct sockaddr *)&la, sizeof la), 0);
-        }
-        struct sockaddr_in sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)f->port);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-            f->failed++;
-            close(fd);
-            continue;
-        }
-        f->connects++;
-        if (f->garbage) {
-            if (i % 2)
-                send(fd, "\x16\x03\x01\xff\xff garbage", 14, MSG_NOSIGNAL);
-            else
-                send(fd, f->hello, f->hello_len / 2, MSG_NOSIGNAL);
-        }
-        /* Mostly resets (no TIME_WAIT left behind on this side), one in
-         * four an orderly close. */
-        if (i % 4 != 3) {
-            struct linger lg = { 1, 0 };
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        }
-        close(fd);
-    }
-    f->took = tc_now_ms() - t0;
-    return NULL;
-}
-
 TEST(conn_flood)
 {
     hx_need_fds(512);
@@ -362,7 +291,7 @@ TEST(conn_flood)
     hx_run_workload(&e, d.port, &w, &warm);
     hx_result_free(&warm);
     hx_run_workload(&e, d.port, &w, &base);
-    print_result("baseline (no flood)", &base);
+    hx_print_result("baseline (no flood)", 34, &base);
     int fds0 = hx_proc_fds(d.pid);
 
     /* Two flooders, 1,500 connects a second each (500 under ASan, where
@@ -370,7 +299,7 @@ TEST(conn_flood)
      * 127.0.0.1 (the honest clients' own address: no handshake fails, so no
      * penalty), and TLS garbage from 127.0.0.3, which the failed-handshake
      * penalty soon refuses at accept. */
-    flood f[2];
+    hx_flood f[2];
     pthread_t th[2];
     int ms = 30000;
     volatile int stop = 0;
@@ -384,14 +313,14 @@ TEST(conn_flood)
         f[i].stop = &stop;
         f[i].max = 20000;
         f[i].hello_len = hx_client_hello(f[i].hello, sizeof f[i].hello);
-        ASSERT_EQ(pthread_create(&th[i], NULL, flood_main, &f[i]), 0);
+        ASSERT_EQ(pthread_create(&th[i], NULL, hx_flood_main, &f[i]), 0);
     }
     hx_sleep_ms(300);
     hx_run_workload(&e, d.port, &w, &att);
     stop = 1;
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
-    print_result("during the flood", &att);
+    hx_print_result("during the flood", 34, &att);
     printf("conn_flood: %lld ms, plain %ld connects (%.0f/s) failed %ld, garbage %ld connects "
            "(%.0f/s) failed %ld; penalised refusals %d\n",
            (long long)f[0].took, f[0].connects, f[0].connects * 1000.0 / (double)f[0].took,
@@ -422,29 +351,6 @@ TEST(conn_flood)
 }
 
 /* ---- failed handshakes, rate limited per address ------------------------ */
-
-/* One attempt from src with the given options: 1 if the daemon served the
- * session (WELCOME), 0 if the connection was refused or dropped. */
-static int try_session(tc_env *e, int port, const char *node, tc_tls_opts *o)
-{
-    tc_client c;
-    int ok = 0;
-    if (tc_connect(&c, e, port, node, o) == 0) {
-        ss_msg m;
-        memset(&m, 0, sizeof m);
-        m.type = SS_FRAME_HELLO;
-        m.u.hello.proto = SS_PROTO_VERSION;
-        snprintf(m.u.hello.node, sizeof m.u.hello.node, "%s", node);
-        m.u.hello.role = SS_ROLE_GATEWAY;
-        m.u.hello.max_frame = 65536;
-        if (tc_send_msg(&c, &m) == 0 && tc_recv_msg(&c, 5000, &m) == 1) {
-            ok = m.type == SS_FRAME_WELCOME;
-            ss_msg_free(&m);
-        }
-    }
-    tc_close(&c);
-    return ok;
-}
 
 TEST(bad_handshake_rate_limit)
 {
@@ -484,7 +390,7 @@ TEST(bad_handshake_rate_limit)
     int64_t t0 = tc_now_ms();
     for (int i = 0; i < attempts; i++) {
         const char *node = i % 3 == 0 ? "thief" : "gw1";
-        ASSERT_EQ(try_session(&e, d.port, node, &bad[i % 3]), 0);
+        ASSERT_EQ(hx_try_session(&e, d.port, node, &bad[i % 3]), 0);
         /* The honest address is not concerned. */
         if (i == attempts / 2)
             hx_bystander_batch(&by, "gw1", "s1", &by_seq, 2);
@@ -495,12 +401,12 @@ TEST(bad_handshake_rate_limit)
     tc_tls_opts good_src;
     memset(&good_src, 0, sizeof good_src);
     good_src.src_ip = "127.0.0.2";
-    ASSERT_EQ(try_session(&e, d.port, "gw1", &good_src), 0);
+    ASSERT_EQ(hx_try_session(&e, d.port, "gw1", &good_src), 0);
     /* ...but served from another one at once. */
     tc_tls_opts other_src = good_src;
     other_src.src_ip = "127.0.0.4";
-    ASSERT_EQ(try_session(&e, d.port, "gw1", &other_src), 1);
-    ASSERT_EQ(try_session(&e, d.port, "gw1", NULL), 1);
+    ASSERT_EQ(hx_try_session(&e, d.port, "gw1", &other_src), 1);
+    ASSERT_EQ(hx_try_session(&e, d.port, "gw1", NULL), 1);
 
     int refused_tls = tc_log_count(&d, "event=tls_refused conn");
     int penalised = tc_log_count(&d, "event=addr_penalised addr=127.0.0.2 ");
@@ -528,7 +434,7 @@ TEST(bad_handshake_rate_limit)
 
     /* After the penalty the address is served again. */
     hx_sleep_ms(penalty_ms - (int)(tc_now_ms() - t0) + 300);
-    ASSERT_EQ(try_session(&e, d.port, "gw1", &good_src), 1);
+    ASSERT_EQ(hx_try_session(&e, d.port, "gw1", &good_src), 1);
     hx_bystander_batch(&by, "gw1", "s1", &by_seq, 2);
     tc_close(&by);
     tc_env_cleanup(&other);
@@ -593,37 +499,20 @@ TEST(never_reads_acks)
     ss_msg m;
     memset(&m, 0, sizeof m);
     m.type = SS_FRAME_PING;
-    uint8_t frame[128], burst[128 * 64];
+    uint8_t burst[128 * 64];
     uint64_t seq = 1;
     int64_t t0 = tc_now_ms();
     int cut = 0;
     long sent = 0;
     while (!cut && tc_now_ms() - t0 < 30000) {
         /* The cut may land in the middle of any send: each is checked. */
-        ss_change ch[4];
-        char note[4][32];
-        for (int i = 0; i < 4; i++) {
-            snprintf(note[i], sizeof note[i], "nr-%llu", (unsigned long long)(seq + (uint64_t)i));
-            tc_change_status(&ch[i], seq + (uint64_t)i, tc_hlc_now() + (uint64_t)i, "s1", note[i],
-                             NULL);
-        }
-        size_t el;
-        uint8_t *env = tc_envelope("gw1", ch, 4, &el);
-        int sent_batch = tc_send_frame(&c, SS_FRAME_BATCH, env, el);
-        free(env);
+        int sent_batch = hx_send_status_batch(&c, seq);
         if (sent_batch != 0) {
             cut = 1;
             break;
         }
         seq += 4;
-        size_t bl = 0;
-        for (int i = 0; i < 64; i++) {
-            m.u.ping.nonce++;
-            int n = ss_msg_encode_frame(&m, frame, sizeof frame);
-            ASSERT_GT(n, 0);
-            memcpy(burst + bl, frame, (size_t)n);
-            bl += (size_t)n;
-        }
+        size_t bl = hx_ping_burst(&m, burst, sizeof burst);
         if (tc_send_raw(&c, burst, bl) != 0)
             cut = 1;
         sent += (long)bl;
@@ -685,20 +574,13 @@ TEST(never_reads_cap_counts_socket_queue)
     ss_msg m;
     memset(&m, 0, sizeof m);
     m.type = SS_FRAME_PING;
-    uint8_t frame[128], burst[128 * 64];
+    uint8_t burst[128 * 64];
     long sent = 0;
     int cut = 0;
     int64_t t0 = tc_now_ms();
     /* Bounded: 16 MiB of PINGs or 30 s, whichever comes first. */
     while (!cut && sent < 16L * 1024 * 1024 && tc_now_ms() - t0 < 30000) {
-        size_t bl = 0;
-        for (int i = 0; i < 64; i++) {
-            m.u.ping.nonce++;
-            int n = ss_msg_encode_frame(&m, frame, sizeof frame);
-            ASSERT_GT(n, 0);
-            memcpy(burst + bl, frame, (size_t)n);
-            bl += (size_t)n;
-        }
+        size_t bl = hx_ping_burst(&m, burst, sizeof burst);
         if (tc_send_raw(&c, burst, bl) != 0)
             cut = 1;
         else
@@ -901,7 +783,6 @@ typedef struct tmsg {
 
 static void build_messages(tmsg *t, int *n)
 {
-    ss_msg m;
     uint8_t buf[4096];
     int k = 0;
     for (int type = SS_FRAME_HELLO; type <= SS_FRAME_BYE; type++) {
@@ -914,44 +795,7 @@ static void build_messages(tmsg *t, int *n)
             len = ss_frame_encode(buf, sizeof buf, SS_FRAME_BATCH, 0, env, el);
             free(env);
         } else {
-            memset(&m, 0, sizeof m);
-            m.type = type;
-            ss_oseq os = { "gw1", 0 };
-            switch (type) {
-            case SS_FRAME_HELLO:
-                m.u.hello.proto = SS_PROTO_VERSION;
-                snprintf(m.u.hello.node, sizeof m.u.hello.node, "gw1");
-                m.u.hello.role = SS_ROLE_GATEWAY;
-                m.u.hello.max_frame = 65536;
-                snprintf(m.u.hello.software, sizeof m.u.hello.software, "hostile 1");
-                break;
-            case SS_FRAME_WELCOME:
-                m.u.welcome.proto = SS_PROTO_VERSION;
-                snprintf(m.u.welcome.node, sizeof m.u.welcome.node, "central");
-                m.u.welcome.time = tc_hlc_now();
-                m.u.welcome.max_frame = 65536;
-                m.u.welcome.window = 8;
-                m.u.welcome.ncommitted = 1;
-                m.u.welcome.committed = &os;
-                break;
-            case SS_FRAME_ACK:
-                os.seq = 3;
-                m.u.ack.nacks = 1;
-                m.u.ack.acks = &os;
-                break;
-            case SS_FRAME_ERROR:
-                m.u.error.code = SS_EPROTO;
-                snprintf(m.u.error.message, sizeof m.u.error.message, "client trouble");
-                break;
-            case SS_FRAME_PING:
-            case SS_FRAME_PONG:
-                m.u.ping.nonce = 123456;
-                break;
-            default:
-                snprintf(m.u.bye.reason, sizeof m.u.bye.reason, "leaving");
-                break;
-            }
-            len = ss_msg_encode_frame(&m, buf, sizeof buf);
+            len = hx_sample_frame(type, buf, sizeof buf);
         }
         ASSERT_GT(len, (int)SS_FRAME_HEADER_LEN);
         t[k].name = ss_frame_type_name(type);
@@ -1157,33 +1001,6 @@ static void json_case(tc_env *e, int port, int ready, int type, const void *payl
     tc_close(&c);
 }
 
-static uint8_t *batch_of(const char *body, size_t *len)
-{
-    size_t bl = strlen(body);
-    size_t hl = ss_envelope_header_len("gw1");
-    uint8_t *env = malloc(hl + bl);
-    ASSERT(env != NULL);
-    ASSERT_EQ(ss_envelope_write_header(env, hl, "gw1", 1, 1, (uint32_t)bl, 0), (int)hl);
-    memcpy(env + hl, body, bl);
-    *len = hl + bl;
-    return env;
-}
-
-/* A change with seq 1 whose "fields" is `fields` (not validated here). */
-static char *change_with(const char *fields)
-{
-    size_t cap = strlen(fields) + 512;
-    char *s = malloc(cap);
-    ASSERT(s != NULL);
-    char hlc[17];
-    snprintf(hlc, sizeof hlc, "%016llx", (unsigned long long)tc_hlc_now());
-    snprintf(s, cap,
-             "[{\"seq\":1,\"hlc\":\"%s\",\"collection\":\"site_status\",\"key\":\"s1\","
-             "\"site\":\"s1\",\"op\":\"update\",\"fields\":%s}]",
-             hlc, fields);
-    return s;
-}
-
 static void with_bystander(tc_env *e, tc_daemon *d, void (*body)(tc_env *, int))
 {
     tc_client by;
@@ -1221,11 +1038,11 @@ static void dup_body(tc_env *e, int port)
              "\"site\":\"s1\",\"op\":\"update\",\"site\":\"s2\",\"fields\":{\"note\":\"x\"}}]",
              hlc);
     size_t len;
-    uint8_t *env = batch_of(body, &len);
+    uint8_t *env = hx_batch_of(body, &len);
     json_case(e, port, 1, SS_FRAME_BATCH, env, len, SS_EDUPKEY, "BATCH change with site twice");
     free(env);
-    char *ch = change_with("{\"note\":\"a\",\"note\":\"b\"}");
-    env = batch_of(ch, &len);
+    char *ch = hx_change_with("{\"note\":\"a\",\"note\":\"b\"}");
+    env = hx_batch_of(ch, &len);
     json_case(e, port, 1, SS_FRAME_BATCH, env, len, SS_EDUPKEY, "BATCH field note twice");
     free(env);
     free(ch);
@@ -1243,32 +1060,10 @@ TEST(duplicate_keys)
     finish(&e, &d);
 }
 
-static char *deep(size_t depth, int objects)
-{
-    /* [[[...]]] or {"a":{"a":...1...}} */
-    size_t cap = depth * 6 + 8;
-    char *s = malloc(cap);
-    ASSERT(s != NULL);
-    size_t n = 0;
-    for (size_t i = 0; i < depth; i++) {
-        if (objects) {
-            memcpy(s + n, "{\"a\":", 5);
-            n += 5;
-        } else {
-            s[n++] = '[';
-        }
-    }
-    s[n++] = '1';
-    for (size_t i = 0; i < depth; i++)
-        s[n++] = objects ? '}' : ']';
-    s[n] = '\0';
-    return s;
-}
-
 static void deep_body(tc_env *e, int port)
 {
     const size_t depth = 10000;
-    char *arr = deep(depth, 0), *obj = deep(depth, 1);
+    char *arr = hx_deep(depth, 0), *obj = hx_deep(depth, 1);
     /* The document itself as a control payload, before and after HELLO. */
     json_case(e, port, 0, SS_FRAME_HELLO, obj, strlen(obj), SS_EDEPTH, "HELLO 10,000-deep object");
     json_case(e, port, 0, SS_FRAME_HELLO, arr, strlen(arr), SS_EDEPTH, "HELLO 10,000-deep array");
@@ -1286,11 +1081,11 @@ static void deep_body(tc_env *e, int port)
     json_case(e, port, 0, SS_FRAME_HELLO, hello, strlen(hello), SS_EDEPTH,
               "HELLO member 10,000 deep");
     size_t len;
-    uint8_t *env = batch_of(arr, &len);
+    uint8_t *env = hx_batch_of(arr, &len);
     json_case(e, port, 1, SS_FRAME_BATCH, env, len, SS_EDEPTH, "BATCH body 10,000-deep array");
     free(env);
-    char *ch = change_with(obj);
-    env = batch_of(ch, &len);
+    char *ch = hx_change_with(obj);
+    env = hx_batch_of(ch, &len);
     json_case(e, port, 1, SS_FRAME_BATCH, env, len, SS_EDEPTH, "BATCH fields 10,000 deep");
     free(env);
     free(ch);

@@ -59,18 +59,6 @@ static int wait_count(const tc_daemon *d, const char *needle, int want, int time
     return n;
 }
 
-static void send_hello(tc_client *c, const char *node)
-{
-    ss_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = SS_FRAME_HELLO;
-    m.u.hello.proto = SS_PROTO_VERSION;
-    snprintf(m.u.hello.node, sizeof m.u.hello.node, "%s", node);
-    m.u.hello.role = SS_ROLE_GATEWAY;
-    m.u.hello.max_frame = 65536;
-    tc_send_msg(c, &m); /* may fail: the server may have closed already */
-}
-
 /* Connects with o, and if the client side of the handshake completes (TLS
  * 1.3 finishes before the server has judged our certificate) sends a valid
  * HELLO at once. The daemon must refuse at the handshake: a tls_refused
@@ -89,7 +77,7 @@ static void expect_refused(tc_env *e, tc_daemon *d, const char *node, const tc_t
     int hs = tc_connect(&c, e, d->port, node, o);
     int r = 0;
     if (hs == 0) {
-        send_hello(&c, node);
+        hx_send_hello(&c, node);
         int type;
         uint8_t *p;
         uint32_t len;
@@ -141,18 +129,6 @@ static void expect_served(tc_env *e, tc_daemon *d, const char *node, const tc_tl
 
 /* ---- the scan ------------------------------------------------------------ */
 
-static int allowed_cipher(const char *proto, const char *name)
-{
-    if (strcmp(proto, "TLSv1.3") == 0)
-        return strcmp(name, "TLS_AES_128_GCM_SHA256") == 0 ||
-               strcmp(name, "TLS_AES_256_GCM_SHA384") == 0 ||
-               strcmp(name, "TLS_CHACHA20_POLY1305_SHA256") == 0;
-    if (strcmp(proto, "TLSv1.2") == 0)
-        return strncmp(name, "ECDHE-", 6) == 0 &&
-               (strstr(name, "-GCM-") != NULL || strstr(name, "CHACHA20-POLY1305") != NULL);
-    return 0;
-}
-
 TEST(profile_scan)
 {
     if (!hx_have_program("sslscan")) {
@@ -189,7 +165,7 @@ TEST(profile_scan)
         }
         if ((strncmp(line, "Accepted", 8) == 0 || strncmp(line, "Preferred", 9) == 0) &&
             sscanf(line, "%63s %63s %*s %63s %127s", a, b, c, name) == 4) {
-            if (!allowed_cipher(b, name))
+            if (!hx_allowed_cipher(b, name))
                 SS_TEST_FAIL("suite outside the profile accepted: %s %s", b, name);
             n12 += strcmp(b, "TLSv1.2") == 0;
             n13 += strcmp(b, "TLSv1.3") == 0;
@@ -227,65 +203,12 @@ TEST(no_compression)
     tc_env e;
     tc_daemon d;
     start(&e, &d);
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    ASSERT(ctx != NULL);
-    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
-    SSL *ssl = SSL_new(ctx);
-    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-    SSL_set_bio(ssl, rb, wb);
-    SSL_set_connect_state(ssl);
-    ASSERT(SSL_do_handshake(ssl) <= 0);
-    uint8_t ch[2048 + 1];
-    int n = BIO_read(wb, ch, 2048);
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    ERR_clear_error();
-    ASSERT_GT(n, 50);
-    ASSERT_EQ(ch[0], 0x16); /* handshake record */
-    ASSERT_EQ(ch[5], 0x01); /* ClientHello */
-    size_t pos = 9 + 2 + 32;
-    pos += 1 + ch[pos];                              /* session id */
-    pos += 2 + ((size_t)ch[pos] << 8 | ch[pos + 1]); /* cipher suites */
-    ASSERT_EQ(ch[pos], 1);                           /* one method: null */
-    ASSERT_EQ(ch[pos + 1], 0);
-    memmove(ch + pos + 2, ch + pos + 1, (size_t)n - pos - 1);
-    ch[pos] = 2;
-    ch[pos + 1] = 1; /* DEFLATE, then null */
-    n++;
-    size_t rec = ((size_t)ch[3] << 8 | ch[4]) + 1;
-    ch[3] = (uint8_t)(rec >> 8);
-    ch[4] = (uint8_t)rec;
-    size_t hs = ((size_t)ch[6] << 16 | (size_t)ch[7] << 8 | ch[8]) + 1;
-    ch[6] = (uint8_t)(hs >> 16);
-    ch[7] = (uint8_t)(hs >> 8);
-    ch[8] = (uint8_t)hs;
-    int fd = tc_tcp_connect(d.port);
-    ASSERT(fd >= 0);
-    ASSERT_EQ(send(fd, ch, (size_t)n, MSG_NOSIGNAL), n);
-    uint8_t sh[8192];
-    size_t have = 0;
-    while (have < 5 || have < 5 + ((size_t)sh[3] << 8 | sh[4])) {
-        ssize_t r = recv(fd, sh + have, sizeof sh - have, 0);
-        ASSERT_GT(r, 0);
-        have += (size_t)r;
-        ASSERT_LT(have, sizeof sh);
-    }
-    close(fd);
-    if (sh[0] == 0x15)
-        SS_TEST_FAIL("the daemon refused the ClientHello with alert %d", sh[6]);
-    ASSERT_EQ(sh[0], 0x16);
-    ASSERT_EQ(sh[5], 0x02); /* ServerHello */
-    size_t p = 9;
-    ASSERT_EQ(sh[p], 3);
-    ASSERT_EQ(sh[p + 1], 3); /* TLS 1.2 */
-    p += 2 + 32;
-    p += 1 + sh[p]; /* session id */
-    unsigned suite = (unsigned)sh[p] << 8 | sh[p + 1];
-    p += 2;
+    unsigned suite;
+    unsigned comp = hx_compression_probe(d.port, "daemon", &suite);
     printf("no_compression: offered DEFLATE and null; ServerHello TLS 1.2 suite 0x%04x "
            "compression %u\n",
-           suite, sh[p]);
-    ASSERT_EQ(sh[p], 0);
+           suite, comp);
+    ASSERT_EQ(comp, 0);
     expect_served(&e, &d, "gw1", NULL);
     finish(&e, &d);
 }
@@ -405,26 +328,7 @@ TEST(certificate_times)
     }
     signal(SIGPIPE, SIG_IGN);
     tc_env e;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(e.dir, sizeof e.dir, "%s/sitesync-tls-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    ASSERT(mkdtemp(e.dir) != NULL);
-    char pki[300], log[300], old[300], fut[300];
-    tc_path(&e, "pki", pki, sizeof pki);
-    tc_path(&e, "pki.log", log, sizeof log);
-    tc_path(&e, "expired", old, sizeof old);
-    tc_path(&e, "future", fut, sizeof fut);
-    char *init[] = { SITESYNC_PKI_BIN, "init", "--dir", pki, NULL };
-    ASSERT_EQ(hx_run_faketime("-30d", init, log), 0);
-    char *expired[] = { SITESYNC_PKI_BIN, "issue",  "--dir",  pki,      "--role",
-                        "gateway",        "--node", "gw-old", "--site", "s1",
-                        "--days",         "1",      "--out",  old,      NULL };
-    ASSERT_EQ(hx_run_faketime("-20d", expired, log), 0);
-    char *future[] = { SITESYNC_PKI_BIN, "issue",  "--dir",  pki,      "--role",
-                       "gateway",        "--node", "gw-new", "--site", "s1",
-                       "--days",         "30",     "--out",  fut,      NULL };
-    ASSERT_EQ(hx_run_faketime("+20d", future, log), 0);
-    char *crl[] = { SITESYNC_PKI_BIN, "crl", "--dir", pki, NULL };
-    ASSERT_EQ(tc_run(crl, log), 0);
+    hx_times_pki(&e, "tls");
     tc_issue(&e, "daemon", "central", NULL);
     tc_issue(&e, "gateway", "gw1", "s1");
     tc_daemon d;

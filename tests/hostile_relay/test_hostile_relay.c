@@ -28,13 +28,6 @@
 #include "ss_test.h"
 #include "tc.h"
 
-static void print_result(const char *what, const hx_result *r)
-{
-    printf("%-36s sessions=%d p50=%.1f ms p99=%.1f ms max=%.1f ms wall=%.0f ms\n", what, r->n,
-           r->p50, r->p99, r->max, r->wall_ms);
-    fflush(stdout);
-}
-
 /* The ten honest gateways gw0..gw9 (sites s0..s9) have each synced once
  * through the hub, so that the hub knows them (a first contact waits for
  * the upstream's WELCOME: not what is measured). */
@@ -53,7 +46,7 @@ static int slowloris_round(hr_sys *s, const hx_workload *w, int n, int round)
 {
     hx_result base, att, base2;
     hx_run_workload(&s->e, s->hub.port, w, &base);
-    print_result("baseline (no attackers)", &base);
+    hx_print_result("baseline (no attackers)", 36, &base);
     int fds0 = hx_proc_fds(s->hub.pid);
 
     hx_swarm sw;
@@ -77,7 +70,7 @@ static int slowloris_round(hr_sys *s, const hx_workload *w, int n, int round)
     hx_swarm_stop(&sw);
     char label[96];
     snprintf(label, sizeof label, "under attack (%d slowloris)", n);
-    print_result(label, &att);
+    hx_print_result(label, 36, &att);
     printf("slowloris: %d sockets (half silent, half trickling a ClientHello at 1 byte/200 ms, "
            "connected over 1.5 s, handshake deadline 2 s); held %d..%.0f (min..mean) during the "
            "honest run; hub fds %d under attack (idle %d), RSS %ld kB; attacker connects=%ld, "
@@ -91,7 +84,7 @@ static int slowloris_round(hr_sys *s, const hx_workload *w, int n, int round)
     int after = hx_wait_fds_at_most(s->hub.pid, fds0 + 2, 15000);
     ASSERT_LE(after, fds0 + 2);
     hx_run_workload(&s->e, s->hub.port, w, &base2);
-    print_result("baseline again (attack over)", &base2);
+    hx_print_result("baseline again (attack over)", 36, &base2);
     double ref = base.p99 > base2.p99 ? base.p99 : base2.p99;
     /* Twice the larger attack-free p99, with a 20 ms floor under it (the
      * daemon tests' rule: a short session's scheduling jitter on a fast
@@ -184,7 +177,7 @@ TEST(slowloris_over_max_conns)
     hx_run_workload(&s.e, s.hub.port, &w, &r);
     int fds_end = hx_proc_fds(s.hub.pid);
     hx_swarm_stop(&sw);
-    print_result("honest, hub full of slowloris", &r);
+    hx_print_result("honest, hub full of slowloris", 36, &r);
     int evicted = hr_count(&s, "event=conn_evicted");
     int busy = hr_count(&s, "event=downstream_busy");
     printf("slowloris_over_max_conns: max_conns %d, %d slowloris sockets (connects=%ld, cut or "
@@ -223,64 +216,6 @@ TEST(slowloris_over_max_conns)
 
 /* ---- connection flood -------------------------------------------------- */
 
-typedef struct flood {
-    int port;
-    const char *src;
-    int garbage;
-    int ms, rate;
-    volatile int *stop;
-    long max;
-    int64_t took;
-    long connects, failed;
-    uint8_t hello[2048];
-    size_t hello_len;
-} flood;
-
-static void *flood_main(void *arg)
-{
-    flood *f = arg;
-    int64_t t0 = tc_now_ms();
-    for (long i = 0; i < f->max && tc_now_ms() - t0 < f->ms && !*f->stop; i++) {
-        /* Paced: the same attack whatever the machine's speed. */
-        int64_t due = t0 + i * 1000 / f->rate;
-        if (tc_now_ms() < due)
-            hx_sleep_ms((int)(due - tc_now_ms()));
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ASSERT(fd >= 0);
-        if (f->src) {
-            struct sockaddr_in la;
-            memset(&la, 0, sizeof la);
-            la.sin_family = AF_INET;
-            inet_pton(AF_INET, f->src, &la.sin_addr);
-            ASSERT_EQ(bind(fd, (struct sockaddr *)&la, sizeof la), 0);
-        }
-        struct sockaddr_in sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)f->port);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-            f->failed++;
-            close(fd);
-            continue;
-        }
-        f->connects++;
-        if (f->garbage) {
-            if (i % 2)
-                send(fd, "\x16\x03\x01\xff\xff garbage", 14, MSG_NOSIGNAL);
-            else
-                send(fd, f->hello, f->hello_len / 2, MSG_NOSIGNAL);
-        }
-        if (i % 4 != 3) {
-            struct linger lg = { 1, 0 };
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        }
-        close(fd);
-    }
-    f->took = tc_now_ms() - t0;
-    return NULL;
-}
-
 TEST(conn_flood)
 {
     hx_need_fds(512);
@@ -291,13 +226,13 @@ TEST(conn_flood)
     hx_result base, att;
     warm(&s, &w);
     hx_run_workload(&s.e, s.hub.port, &w, &base);
-    print_result("baseline (no flood)", &base);
+    hx_print_result("baseline (no flood)", 36, &base);
     int fds0 = hx_proc_fds(s.hub.pid);
     /* Two flooders for the whole honest run: plain connect + close/reset
      * from 127.0.0.1 (the honest gateways' own address: no handshake fails
      * there, so no penalty), and TLS garbage or half a ClientHello from
      * 127.0.0.3, which the failed-handshake penalty soon refuses at accept. */
-    flood f[2];
+    hx_flood f[2];
     pthread_t th[2];
     volatile int stop = 0;
     for (int i = 0; i < 2; i++) {
@@ -310,14 +245,14 @@ TEST(conn_flood)
         f[i].stop = &stop;
         f[i].max = 20000;
         f[i].hello_len = hx_client_hello(f[i].hello, sizeof f[i].hello);
-        ASSERT_EQ(pthread_create(&th[i], NULL, flood_main, &f[i]), 0);
+        ASSERT_EQ(pthread_create(&th[i], NULL, hx_flood_main, &f[i]), 0);
     }
     hx_sleep_ms(300);
     hx_run_workload(&s.e, s.hub.port, &w, &att);
     stop = 1;
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
-    print_result("during the flood", &att);
+    hx_print_result("during the flood", 36, &att);
     int refused_at_accept = hr_count(&s, "event=conn_refused addr=127.0.0.3 ");
     printf("conn_flood: %lld ms, plain %ld connects (%.0f/s) failed %ld, garbage %ld connects "
            "(%.0f/s) failed %ld; penalised %d, first refusal at accept logged %d\n",
@@ -344,28 +279,6 @@ TEST(conn_flood)
 }
 
 /* ---- failed handshakes, rate limited per address ------------------------ */
-
-/* 1 if the hub served a session (WELCOME), 0 if refused or dropped. */
-static int try_session(tc_env *e, int port, const char *node, tc_tls_opts *o)
-{
-    tc_client c;
-    int ok = 0;
-    if (tc_connect(&c, e, port, node, o) == 0) {
-        ss_msg m;
-        memset(&m, 0, sizeof m);
-        m.type = SS_FRAME_HELLO;
-        m.u.hello.proto = SS_PROTO_VERSION;
-        snprintf(m.u.hello.node, sizeof m.u.hello.node, "%s", node);
-        m.u.hello.role = SS_ROLE_GATEWAY;
-        m.u.hello.max_frame = 65536;
-        if (tc_send_msg(&c, &m) == 0 && tc_recv_msg(&c, 5000, &m) == 1) {
-            ok = m.type == SS_FRAME_WELCOME;
-            ss_msg_free(&m);
-        }
-    }
-    tc_close(&c);
-    return ok;
-}
 
 TEST(bad_handshake_rate_limit)
 {
@@ -411,7 +324,7 @@ TEST(bad_handshake_rate_limit)
     int64_t t0 = tc_now_ms();
     for (int i = 0; i < attempts; i++) {
         const char *node = i % 3 == 0 ? "thief" : "gw1";
-        ASSERT_EQ(try_session(&s.e, s.hub.port, node, &bad[i % 3]), 0);
+        ASSERT_EQ(hx_try_session(&s.e, s.hub.port, node, &bad[i % 3]), 0);
         if (i == attempts / 2)
             hx_bystander_batch(&by, "gw2", "s2", &by_seq, 2);
     }
@@ -420,11 +333,11 @@ TEST(bad_handshake_rate_limit)
     tc_tls_opts good_src;
     memset(&good_src, 0, sizeof good_src);
     good_src.src_ip = "127.0.0.2";
-    ASSERT_EQ(try_session(&s.e, s.hub.port, "gw1", &good_src), 0);
+    ASSERT_EQ(hx_try_session(&s.e, s.hub.port, "gw1", &good_src), 0);
     tc_tls_opts other_src = good_src;
     other_src.src_ip = "127.0.0.4";
-    ASSERT_EQ(try_session(&s.e, s.hub.port, "gw1", &other_src), 1);
-    ASSERT_EQ(try_session(&s.e, s.hub.port, "gw1", NULL), 1);
+    ASSERT_EQ(hx_try_session(&s.e, s.hub.port, "gw1", &other_src), 1);
+    ASSERT_EQ(hx_try_session(&s.e, s.hub.port, "gw1", NULL), 1);
 
     int reached = hr_wait_count(&s, "event=downstream_refused peer=127.0.0.2:", limit, 3000);
     int penalised = hr_count(&s, "event=addr_penalised addr=127.0.0.2 ");
@@ -443,7 +356,7 @@ TEST(bad_handshake_rate_limit)
      * when the hub judged the limit-th failure, somewhere in the attempts'
      * `took` ms: wait until it is over whenever it began. */
     hx_sleep_ms((int)(t0 + took + penalty_ms + 300 - tc_now_ms()));
-    ASSERT_EQ(try_session(&s.e, s.hub.port, "gw1", &good_src), 1);
+    ASSERT_EQ(hx_try_session(&s.e, s.hub.port, "gw1", &good_src), 1);
     hx_bystander_batch(&by, "gw2", "s2", &by_seq, 2);
     tc_close(&by);
     tc_env_cleanup(&other);
@@ -476,36 +389,19 @@ TEST(never_reads_acks)
     ss_msg m;
     memset(&m, 0, sizeof m);
     m.type = SS_FRAME_PING;
-    uint8_t frame[128], burst[128 * 64];
+    uint8_t burst[128 * 64];
     uint64_t seq = 1;
     int64_t t0 = tc_now_ms();
     int cut = 0;
     long sent = 0;
     while (!cut && tc_now_ms() - t0 < 30000) {
-        ss_change ch[4];
-        char note[4][32];
-        for (int i = 0; i < 4; i++) {
-            snprintf(note[i], sizeof note[i], "nr-%llu", (unsigned long long)(seq + (uint64_t)i));
-            tc_change_status(&ch[i], seq + (uint64_t)i, tc_hlc_now() + (uint64_t)i, "s1", note[i],
-                             NULL);
-        }
-        size_t el;
-        uint8_t *env = tc_envelope("gw1", ch, 4, &el);
-        int sent_batch = tc_send_frame(&c, SS_FRAME_BATCH, env, el);
-        free(env);
+        int sent_batch = hx_send_status_batch(&c, seq);
         if (sent_batch != 0) {
             cut = 1;
             break;
         }
         seq += 4;
-        size_t bl = 0;
-        for (int i = 0; i < 64; i++) {
-            m.u.ping.nonce++;
-            int n = ss_msg_encode_frame(&m, frame, sizeof frame);
-            ASSERT_GT(n, 0);
-            memcpy(burst + bl, frame, (size_t)n);
-            bl += (size_t)n;
-        }
+        size_t bl = hx_ping_burst(&m, burst, sizeof burst);
         if (tc_send_raw(&c, burst, bl) != 0)
             cut = 1;
         sent += (long)bl;
@@ -636,7 +532,6 @@ typedef struct tmsg {
 
 static void build_messages(hr_sys *s, tmsg *t, int *n)
 {
-    ss_msg m;
     uint8_t buf[4096];
     int k = 0;
     for (int type = SS_FRAME_HELLO; type <= SS_FRAME_BYE; type++) {
@@ -653,44 +548,7 @@ static void build_messages(hr_sys *s, tmsg *t, int *n)
             free(env);
             free(sig);
         } else {
-            memset(&m, 0, sizeof m);
-            m.type = type;
-            ss_oseq os = { "gw1", 0 };
-            switch (type) {
-            case SS_FRAME_HELLO:
-                m.u.hello.proto = SS_PROTO_VERSION;
-                snprintf(m.u.hello.node, sizeof m.u.hello.node, "gw1");
-                m.u.hello.role = SS_ROLE_GATEWAY;
-                m.u.hello.max_frame = 65536;
-                snprintf(m.u.hello.software, sizeof m.u.hello.software, "hostile 1");
-                break;
-            case SS_FRAME_WELCOME:
-                m.u.welcome.proto = SS_PROTO_VERSION;
-                snprintf(m.u.welcome.node, sizeof m.u.welcome.node, "central");
-                m.u.welcome.time = tc_hlc_now();
-                m.u.welcome.max_frame = 65536;
-                m.u.welcome.window = 8;
-                m.u.welcome.ncommitted = 1;
-                m.u.welcome.committed = &os;
-                break;
-            case SS_FRAME_ACK:
-                os.seq = 3;
-                m.u.ack.nacks = 1;
-                m.u.ack.acks = &os;
-                break;
-            case SS_FRAME_ERROR:
-                m.u.error.code = SS_EPROTO;
-                snprintf(m.u.error.message, sizeof m.u.error.message, "client trouble");
-                break;
-            case SS_FRAME_PING:
-            case SS_FRAME_PONG:
-                m.u.ping.nonce = 123456;
-                break;
-            default:
-                snprintf(m.u.bye.reason, sizeof m.u.bye.reason, "leaving");
-                break;
-            }
-            len = ss_msg_encode_frame(&m, buf, sizeof buf);
+            len = hx_sample_frame(type, buf, sizeof buf);
         }
         ASSERT_GT(len, (int)SS_FRAME_HEADER_LEN);
         t[k].name = ss_frame_type_name(type);
@@ -893,32 +751,6 @@ static void json_case(hr_sys *s, int ready, int type, const void *payload, size_
     tc_close(&c);
 }
 
-static uint8_t *batch_of(const char *body, size_t *len)
-{
-    size_t bl = strlen(body);
-    size_t hl = ss_envelope_header_len("gw1");
-    uint8_t *env = malloc(hl + bl);
-    ASSERT(env != NULL);
-    ASSERT_EQ(ss_envelope_write_header(env, hl, "gw1", 1, 1, (uint32_t)bl, 0), (int)hl);
-    memcpy(env + hl, body, bl);
-    *len = hl + bl;
-    return env;
-}
-
-static char *change_with(const char *fields)
-{
-    size_t cap = strlen(fields) + 512;
-    char *s = malloc(cap);
-    ASSERT(s != NULL);
-    char hlc[17];
-    snprintf(hlc, sizeof hlc, "%016llx", (unsigned long long)tc_hlc_now());
-    snprintf(s, cap,
-             "[{\"seq\":1,\"hlc\":\"%s\",\"collection\":\"site_status\",\"key\":\"s1\","
-             "\"site\":\"s1\",\"op\":\"update\",\"fields\":%s}]",
-             hlc, fields);
-    return s;
-}
-
 static void with_bystander(hr_sys *s, void (*body)(hr_sys *))
 {
     tc_client by;
@@ -954,11 +786,11 @@ static void dup_body(hr_sys *s)
              "\"site\":\"s1\",\"op\":\"update\",\"site\":\"s2\",\"fields\":{\"note\":\"x\"}}]",
              hlc);
     size_t len;
-    uint8_t *env = batch_of(body, &len);
+    uint8_t *env = hx_batch_of(body, &len);
     json_case(s, 1, SS_FRAME_BATCH, env, len, SS_EDUPKEY, "BATCH (signed) change, site twice");
     free(env);
-    char *ch = change_with("{\"note\":\"a\",\"note\":\"b\"}");
-    env = batch_of(ch, &len);
+    char *ch = hx_change_with("{\"note\":\"a\",\"note\":\"b\"}");
+    env = hx_batch_of(ch, &len);
     json_case(s, 1, SS_FRAME_BATCH, env, len, SS_EDUPKEY, "BATCH (signed) field note twice");
     free(env);
     free(ch);
@@ -974,31 +806,10 @@ TEST(duplicate_keys)
     hr_finish(&s);
 }
 
-static char *deep(size_t depth, int objects)
-{
-    size_t cap = depth * 6 + 8;
-    char *s = malloc(cap);
-    ASSERT(s != NULL);
-    size_t n = 0;
-    for (size_t i = 0; i < depth; i++) {
-        if (objects) {
-            memcpy(s + n, "{\"a\":", 5);
-            n += 5;
-        } else {
-            s[n++] = '[';
-        }
-    }
-    s[n++] = '1';
-    for (size_t i = 0; i < depth; i++)
-        s[n++] = objects ? '}' : ']';
-    s[n] = '\0';
-    return s;
-}
-
 static void deep_body(hr_sys *s)
 {
     const size_t depth = 10000;
-    char *arr = deep(depth, 0), *obj = deep(depth, 1);
+    char *arr = hx_deep(depth, 0), *obj = hx_deep(depth, 1);
     json_case(s, 0, SS_FRAME_HELLO, obj, strlen(obj), SS_EDEPTH, "HELLO 10,000-deep object");
     json_case(s, 0, SS_FRAME_HELLO, arr, strlen(arr), SS_EDEPTH, "HELLO 10,000-deep array");
     json_case(s, 1, SS_FRAME_PING, obj, strlen(obj), SS_EDEPTH, "PING 10,000-deep object");
@@ -1013,11 +824,11 @@ static void deep_body(hr_sys *s)
              obj);
     json_case(s, 0, SS_FRAME_HELLO, hello, strlen(hello), SS_EDEPTH, "HELLO member 10,000 deep");
     size_t len;
-    uint8_t *env = batch_of(arr, &len);
+    uint8_t *env = hx_batch_of(arr, &len);
     json_case(s, 1, SS_FRAME_BATCH, env, len, SS_EDEPTH, "BATCH (signed) body 10,000-deep");
     free(env);
-    char *ch = change_with(obj);
-    env = batch_of(ch, &len);
+    char *ch = hx_change_with(obj);
+    env = hx_batch_of(ch, &len);
     json_case(s, 1, SS_FRAME_BATCH, env, len, SS_EDEPTH, "BATCH (signed) fields 10,000 deep");
     free(env);
     free(ch);
