@@ -207,7 +207,11 @@ static int rec_check(gw_hubj *h, fws_file *f, uint64_t off, uint64_t size, gw_hu
         return 0;
     memcpy(oid, fixed + 1, ol);
     oid[ol] = '\0';
-    if (ss_id_check_str(oid) < 0)
+    /* A NUL inside the stated length would make the name shorter than the
+     * record says, and every length computed from it wrong: the scan then
+     * lands inside this record, takes it for a torn tail and truncates an
+     * acknowledged record after it (found by fuzz_journal). */
+    if (memchr(oid, '\0', ol) != NULL || ss_id_check_str(oid) < 0)
         return 0;
     uint64_t first = gw__get64(fixed + 1 + ol);
     uint32_t count = gw__get32(fixed + 1 + ol + 8);
@@ -302,7 +306,7 @@ static int scan_seg(gw_hubj *h, uint64_t n, int last, uint8_t *chunk)
             }
             index_add(h, (uint32_t)o, &r);
         }
-        off += GW_HUB_REC_HDR + 1 + strlen(oid) + 14 + r.len;
+        off += GW_HUB_REC_HDR + 1 + strlen(oid) + 14 + r.len; /* strlen(oid) is ol: no NUL */
         end = off;
     }
     if (rc == 0 && last && end < size) {
