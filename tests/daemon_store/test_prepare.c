@@ -368,6 +368,28 @@ static void f_stopped(void *arg)
     ((fctx *)arg)->stopped = 1;
 }
 
+/* A fresh store in d with a commit hook, for the writer tests below. */
+static sd_store *hooked_store(tdir *d, const char *name, char *path, size_t cap,
+                              int (*hook)(void *), void *arg)
+{
+    tdir_make(d);
+    tdir_file(d, name, path, cap);
+    sd_store *s = store_open_at(path, 0);
+    sqlite3_commit_hook(sd_store_handle(s), hook, arg);
+    return s;
+}
+
+/* Stops w (bounded), frees it and closes the loop. */
+static void stop_writer(uv_loop_t *loop, sd_writer *w, fctx *f)
+{
+    sd_writer_stop(w, f_stopped, f);
+    for (int i = 0; i < 100000 && !f->stopped; i++)
+        uv_run(loop, UV_RUN_ONCE);
+    ASSERT_EQ(f->stopped, 1);
+    sd_writer_destroy(w);
+    ASSERT_EQ(uv_loop_close(loop), 0);
+}
+
 static sd_job *incident_job(uint64_t first, void *arg)
 {
     envb e;
@@ -394,10 +416,7 @@ TEST(pool_failed_commit_acknowledges_nothing_then_recovers)
     atomic_int flag;
     atomic_init(&flag, 1);
     ASSERT_EQ(uv_loop_init(&loop), 0);
-    tdir_make(&d);
-    tdir_file(&d, "f.db", path, sizeof path);
-    sd_store *s = store_open_at(path, 0);
-    sqlite3_commit_hook(sd_store_handle(s), fail_commits, &flag);
+    sd_store *s = hooked_store(&d, "f.db", path, sizeof path, fail_commits, &flag);
     sd_writer *w = NULL;
     sd_writer_config cfg = { .max_batch = 16, .prepare_threads = 2, .prepare_ahead = 4 };
     ASSERT_EQ(sd_writer_new(&loop, s, &cfg, &w), 0);
@@ -419,12 +438,7 @@ TEST(pool_failed_commit_acknowledges_nothing_then_recovers)
     for (int i = 0; i < 100000 && f.cbs < 80; i++)
         uv_run(&loop, UV_RUN_ONCE);
     ASSERT_EQ(f.ok, 40);
-    sd_writer_stop(w, f_stopped, &f);
-    for (int i = 0; i < 100000 && !f.stopped; i++)
-        uv_run(&loop, UV_RUN_ONCE);
-    ASSERT_EQ(f.stopped, 1);
-    sd_writer_destroy(w);
-    ASSERT_EQ(uv_loop_close(&loop), 0);
+    stop_writer(&loop, w, &f);
     sd_store *ro = store_open_at(path, 1);
     ASSERT_EQ(q_int(ro, "SELECT committed FROM origins WHERE origin = 'gw-hydro'"), 80);
     /* After REOPEN_AFTER failures the writer reopens the handle, which
@@ -458,10 +472,7 @@ TEST(prepare_ahead_is_bounded_in_bytes)
     atomic_int hold;
     atomic_init(&hold, 1);
     ASSERT_EQ(uv_loop_init(&loop), 0);
-    tdir_make(&d);
-    tdir_file(&d, "b.db", path, sizeof path);
-    sd_store *s = store_open_at(path, 0);
-    sqlite3_commit_hook(sd_store_handle(s), hold_commit, &hold);
+    sd_store *s = hooked_store(&d, "b.db", path, sizeof path, hold_commit, &hold);
     fctx f = { 0 };
     sd_job *jobs[40];
     for (uint64_t k = 0; k < 40; k++)
@@ -497,12 +508,7 @@ TEST(prepare_ahead_is_bounded_in_bytes)
     ASSERT_EQ(f.ok, 40);
     sd_writer_get_stats(w, &st);
     ASSERT(st.max_ahead_bytes <= 3 * len + len / 2);
-    sd_writer_stop(w, f_stopped, &f);
-    for (int i = 0; i < 100000 && !f.stopped; i++)
-        uv_run(&loop, UV_RUN_ONCE);
-    ASSERT_EQ(f.stopped, 1);
-    sd_writer_destroy(w);
-    ASSERT_EQ(uv_loop_close(&loop), 0);
+    stop_writer(&loop, w, &f);
     sd_store *ro = store_open_at(path, 1);
     ASSERT_EQ(q_int(ro, "SELECT committed FROM origins WHERE origin = 'gw-hydro'"), 80);
     sd_store_close(ro);
