@@ -440,11 +440,20 @@ static int syncer_setup(prog *p, syncer *s)
     int rc = gw__load_identity(p, 1);
     if (rc)
         return rc;
+    /* Every envelope is signed by this gateway's key, whatever the path. The
+     * signer checks that the key matches the certificate; TLS, given the
+     * same PEM, need not check again. */
+    rc = gw_signer_setup(&s->signer, &p->shim, p->cert_pem, p->key_pem);
+    if (rc < 0) {
+        fprintf(stderr, "sitesync-gw: signing key: %s (see the log line above)\n", ss_strerror(rc));
+        return EXIT_USAGE;
+    }
     gw_tls_config tc;
     tc.ca_pem = p->ca_pem;
     tc.cert_pem = p->cert_pem;
     tc.key_pem = p->key_pem;
     tc.server_name = p->cfg.server_name[0] ? p->cfg.server_name : s->host;
+    tc.key_checked = 1;
     rc = gw_tls_setup(&s->tls, &p->shim, &tc);
     if (rc < 0) {
         fprintf(stderr, "sitesync-gw: TLS setup: %s (see the log line above)\n", ss_strerror(rc));
@@ -457,13 +466,7 @@ static int syncer_setup(prog *p, syncer *s)
         fprintf(stderr, "sitesync-gw: sync setup: %s\n", ss_strerror(rc));
         return EXIT_USAGE;
     }
-    /* Every envelope is signed by this gateway's key, whatever the path. */
-    rc = gw_signer_setup(&s->signer, &p->shim, p->cert_pem, p->key_pem);
-    if (rc < 0) {
-        fprintf(stderr, "sitesync-gw: signing key: %s (see the log line above)\n", ss_strerror(rc));
-        return EXIT_USAGE;
-    }
-    s->sync.signer = &s->signer;
+    s->sync.signer = &s->signer; /* set after gw_sync_setup, which clears it */
     /* TLS and the signer hold parsed copies now: the PEM text (24 KiB of
      * read buffers) would only sit in the heap for the whole run, and the
      * key's is a secret, so it goes now rather than at exit. */

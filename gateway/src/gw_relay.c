@@ -1569,6 +1569,7 @@ int gw_relay_new(const fws *shim, const gw_relay_config *cfg, gw_relay **out)
         tc.cert_pem = cfg->cert_pem;
         tc.key_pem = cfg->key_pem;
         tc.server_name = cfg->up_name ? cfg->up_name : cfg->up_host;
+        tc.key_checked = 1; /* setup_server checked the same PEM */
         rc = gw_tls_setup(&r->up_tls, shim, &tc);
     }
     if (rc == 0)

@@ -97,6 +97,19 @@ admin audit verify >/dev/null || fail "audit verify"
 gw gw-a1 j-a1 sync >/dev/null 2>&1 || fail "second sync"
 got=$(admin --json audit --origin gw-a1 --limit 1000000 | count_json)
 [ "$got" = "$N" ] || fail "audit after a second sync: $got entries, want $N"
+# A key that is not the certificate's is refused before any connection (the
+# signer checks the pair once; TLS trusts that check).
+gw gw-a1 j-a1 incident --category intrusion --severity 1 --title mismatched-key >/dev/null 2>&1 ||
+    fail "incident for the key check"
+"$GW" --log-level warn --journal "$T/j-a1" --ca "$T/ca/ca.crt" --cert "$T/gw-a1.crt" \
+    --key "$T/gw-b1.key" --server "127.0.0.1:$PORT" sync >"$T/out" 2>&1
+rc=$?
+[ $rc -eq 1 ] || fail "sync with another gateway's key: exit $rc, want 1 ($(cat "$T/out"))"
+grep -q "key_matches_cert" "$T/out" || fail "key check message: $(cat "$T/out")"
+got=$(admin --json audit --origin gw-a1 --limit 1000000 | count_json)
+[ "$got" = "$N" ] || fail "audit after the refused key: $got entries, want $N"
+gw gw-a1 j-a1 sync >/dev/null 2>&1 || fail "sync after the refused key"
+N=$((N + 1))
 
 step "site authorization"
 gw gw-a1 j-a1 --site site-b incident --category theft --severity 2 --title x >/dev/null 2>"$T/err"

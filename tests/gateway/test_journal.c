@@ -58,6 +58,27 @@ TEST(crc32c_check_value)
 {
     ASSERT_U64_EQ(gw_crc32c(0, "123456789", 9), 0xE3069283u);
     ASSERT_U64_EQ(gw_crc32c(gw_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+    ASSERT_U64_EQ(gw_crc32c_table(0, "123456789", 9), 0xE3069283u);
+}
+
+/* gw_crc32c takes the CPU's instruction where it has one: it must agree with
+ * the table for every length around the 8-byte step, every alignment, and
+ * when continued from a previous value. */
+TEST(crc32c_instruction_matches_table)
+{
+    uint8_t buf[600];
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= 80; len++) {
+            uint32_t seed = (uint32_t)(off * 131 + len);
+            ASSERT_U64_EQ(gw_crc32c(seed, buf + off, len), gw_crc32c_table(seed, buf + off, len));
+        }
+    ASSERT_U64_EQ(gw_crc32c(0, buf + 3, 597), gw_crc32c_table(0, buf + 3, 597));
+    ASSERT_U64_EQ(gw_crc32c(gw_crc32c(0, buf, 17), buf + 17, 583), gw_crc32c_table(0, buf, 600));
 }
 
 TEST(append_read_ack_reclaim_reopen)
@@ -651,16 +672,17 @@ TEST(bad_config_refused)
 }
 
 SS_TEST_MAIN(
-    SS_TEST_ENTRY(crc32c_check_value) SS_TEST_ENTRY(append_read_ack_reclaim_reopen)
-        SS_TEST_ENTRY(ack_beyond_journal_jumps_sequence) SS_TEST_ENTRY(power_cut_every_op_trunc)
-            SS_TEST_ENTRY(power_cut_every_op_garbage) SS_TEST_ENTRY(power_cut_during_recovery)
-                SS_TEST_ENTRY(bit_flip_detected_never_returned)
-                    SS_TEST_ENTRY(lost_sequence_below_checkpoint_next_seq)
-                        SS_TEST_ENTRY(renumber_after_storage_loss)
-                            SS_TEST_ENTRY(renumber_power_cut_every_op)
-                                SS_TEST_ENTRY(renumber_power_cut_during_recovery)
-                                    SS_TEST_ENTRY(capacity_full_refuses_then_accepts_after_ack)
-                                        SS_TEST_ENTRY(io_error_on_sync_refuses_and_truncates)
-                                            SS_TEST_ENTRY(checkpoint_slot_fallback)
-                                                SS_TEST_ENTRY(refused_log_bounded)
-                                                    SS_TEST_ENTRY(bad_config_refused))
+    SS_TEST_ENTRY(crc32c_check_value) SS_TEST_ENTRY(crc32c_instruction_matches_table)
+        SS_TEST_ENTRY(append_read_ack_reclaim_reopen)
+            SS_TEST_ENTRY(ack_beyond_journal_jumps_sequence) SS_TEST_ENTRY(power_cut_every_op_trunc)
+                SS_TEST_ENTRY(power_cut_every_op_garbage) SS_TEST_ENTRY(power_cut_during_recovery)
+                    SS_TEST_ENTRY(bit_flip_detected_never_returned)
+                        SS_TEST_ENTRY(lost_sequence_below_checkpoint_next_seq)
+                            SS_TEST_ENTRY(renumber_after_storage_loss)
+                                SS_TEST_ENTRY(renumber_power_cut_every_op)
+                                    SS_TEST_ENTRY(renumber_power_cut_during_recovery)
+                                        SS_TEST_ENTRY(capacity_full_refuses_then_accepts_after_ack)
+                                            SS_TEST_ENTRY(io_error_on_sync_refuses_and_truncates)
+                                                SS_TEST_ENTRY(checkpoint_slot_fallback)
+                                                    SS_TEST_ENTRY(refused_log_bounded)
+                                                        SS_TEST_ENTRY(bad_config_refused))
