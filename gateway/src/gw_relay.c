@@ -36,10 +36,6 @@
 enum { ST_FREE = 0, ST_HS, ST_HELLO, ST_WAITUP, ST_ACTIVE };
 enum { UP_DOWN = 0, UP_HS, UP_WELCOME, UP_ACTIVE };
 
-static const int suites[] = { MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-                              MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-                              MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 0 };
-
 typedef struct dconn {
     gw_nbconn nb;
     int state;
@@ -1499,7 +1495,7 @@ static int setup_server(gw_relay *r)
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_max_version(&r->sconf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_ciphersuites(&r->sconf, suites);
+    mbedtls_ssl_conf_ciphersuites(&r->sconf, gw_tls_suites);
     mbedtls_ssl_conf_authmode(&r->sconf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_rng(&r->sconf, mbedtls_ctr_drbg_random, &r->drbg);
     mbedtls_ssl_conf_verify(&r->sconf, verify_cb, r);

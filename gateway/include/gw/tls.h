@@ -54,12 +54,15 @@ typedef struct gw_tls {
     int ssl_ready, setup_done;
 } gw_tls;
 
+/* The suites every mbed TLS side of sitesync offers, in preference order,
+ * 0-terminated: gateway and hub-upstream clients, and the hub's listener. */
+extern const int gw_tls_suites[];
+
 void gw_tls_init(gw_tls *t);
 /* Parses the CA, certificate and key, checks that the key matches the
- * certificate (unless cfg->key_checked), derives this gateway's identity from its SAN URIs and seeds the
- * DRBG from the shim. Returns 0 or SS_ECERT (unparsable or mismatched PEM,
- * message logged), SS_EIDENT (certificate without a valid sitesync identity),
- * SS_EIO (no entropy). */
+ * certificate (unless cfg->key_checked), derives this gateway's identity from its SAN URIs and
+ * seeds the DRBG from the shim. Returns 0 or SS_ECERT (unparsable or mismatched PEM, message
+ * logged), SS_EIDENT (certificate without a valid sitesync identity), SS_EIO (no entropy). */
 int gw_tls_setup(gw_tls *t, const fws *shim, const gw_tls_config *cfg);
 /* The identity from our certificate (valid after setup). */
 const ss_ident *gw_tls_ident(const gw_tls *t);
