@@ -38,6 +38,7 @@ typedef struct options {
     uint64_t seed;
     int random_keys;
     int audit_hash;
+    uint64_t page_size; /* the daemon's (sd_store: SD_PAGE_SIZE) unless told */
     int keep;
     const char *dir;
     const char *sync; /* PRAGMA synchronous: FULL as deployed; others only to see where time goes */
@@ -100,6 +101,8 @@ static void usage(FILE *f)
             "  --keep           keep the database afterwards\n"
             "  --synchronous M  FULL (default, as deployed), NORMAL or OFF: the latter two only\n"
             "                   to see how much of the time is fsync\n"
+            "  --page-size N    database page size (default 16384, as sitesyncd creates its\n"
+            "                   database; the WAL is checkpointed every ~40 MB like sitesyncd's)\n"
             "Prints: sqlite_limit_rows_per_s=<n> and the run's parameters on one line.\n");
 }
 
@@ -141,6 +144,13 @@ static int parse_args(int argc, char **argv, options *o)
                 return -1;
             }
             o->sync = v;
+            i++;
+        } else if (strcmp(a, "--page-size") == 0) {
+            rc = bench_parse_u64(a, v, 512, 65536, &o->page_size);
+            if (rc == 0 && (o->page_size & (o->page_size - 1)) != 0) {
+                fprintf(stderr, "--page-size: expected a power of two\n");
+                return -1;
+            }
             i++;
         } else if (strcmp(a, "--random-keys") == 0) {
             o->random_keys = 1;
@@ -400,8 +410,14 @@ static int run(const options *o, const char *dbpath)
         db_fail(b.db, "open");
         goto cleanup;
     }
-    char pragma[96];
-    snprintf(pragma, sizeof pragma, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;", o->sync);
+    /* The daemon's storage settings (daemon/src/sd_store.c): page size,
+     * WAL with the given synchronous mode, a checkpoint every ~40 MB. */
+    char pragma[160];
+    snprintf(pragma, sizeof pragma,
+             "PRAGMA page_size=%llu; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+             " PRAGMA wal_autocheckpoint=%llu;",
+             (unsigned long long)o->page_size, o->sync,
+             (unsigned long long)(40u * 1024 * 1024 / o->page_size));
     if (exec(b.db, pragma) != 0 || exec(b.db, SCHEMA) != 0 || prepare(&b) != 0)
         goto cleanup;
 
@@ -452,11 +468,12 @@ static int run(const options *o, const char *dbpath)
     }
     double secs = (double)elapsed / 1e9;
     printf("sqlite_limit_rows_per_s=%.0f rows=%llu seconds=%.3f keys=%s audit_hash=%s "
-           "origins=%llu txn_rows=%llu payload=%llu synchronous=%s sqlite=%s\n",
+           "origins=%llu txn_rows=%llu payload=%llu synchronous=%s page_size=%llu sqlite=%s\n",
            (double)o->rows / secs, (unsigned long long)o->rows, secs,
            o->random_keys ? "random" : "ordered", o->audit_hash ? "on" : "off",
            (unsigned long long)o->origins, (unsigned long long)o->txn_rows,
-           (unsigned long long)o->payload, o->sync, sqlite3_libversion());
+           (unsigned long long)o->payload, o->sync, (unsigned long long)o->page_size,
+           sqlite3_libversion());
     ret = 0;
 
 cleanup:
@@ -484,6 +501,7 @@ int main(int argc, char **argv)
                   .payload = 400,
                   .seed = 1,
                   .audit_hash = 1,
+                  .page_size = 16384,
                   .sync = "FULL" };
     if (parse_args(argc, argv, &o) != 0)
         return 2;

@@ -18,6 +18,11 @@
  * the software version. */
 #define SD_SCHEMA_VERSION 1
 #define SD_HASH_LEN       32
+/* Page size of a new database, and the WAL size that triggers a checkpoint. */
+#define SD_PAGE_SIZE            16384
+#define SD_WAL_CHECKPOINT_BYTES (40 * 1024 * 1024)
+#define SD_STR_(x)              #x
+#define SD_STR(x)               SD_STR_(x)
 
 /* Every statement the store runs more than once, prepared on first use and
  * cached for the life of the handle. */
