@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "proto/envelope.h"
 #include "proto/err.h"
 #include "proto/schema.h"
 
@@ -15,6 +16,18 @@
  * *ch as it can; returns 0 if the change is valid, else the first schema
  * error (with field). seq must already have been checked by the caller. */
 int ss__change_from_json(const cJSON *obj, ss_change *ch, ss_verr *err);
+
+/* Length of the valid UTF-8 sequence at t[i] (RFC 3629: no overlong forms,
+ * surrogates or code points above U+10FFFF), or SS_EUTF8 / SS_ENUL (json.c). */
+int ss__utf8_seq(const uint8_t *t, size_t len, size_t i);
+
+/* How ss_body_parse may go about it (envelope.c); tests compare the two. */
+enum {
+    SS__BODY_AUTO = 0, /* the direct scan, then cJSON if the scan declines */
+    SS__BODY_CJSON,    /* cJSON only */
+    SS__BODY_DIRECT    /* the direct scan only: 1 if it declines */
+};
+int ss__body_parse_mode(const ss_envelope *env, ss_body **out, ss_verr *err, int mode);
 
 /* Typed getters over a strict-parsed object (json.c). Each returns 0, or
  * SS_EMISSING / SS_EFIELDTYPE / SS_ERANGE / SS_ETOOLONG / SS_EID with err

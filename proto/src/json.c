@@ -36,7 +36,7 @@ static int hexval(uint8_t c)
  * ranges are RFC 3629's table: they exclude overlong forms (C0, C1, E0 80..9F,
  * F0 80..8F), UTF-16 surrogates (ED A0..BF) and code points above U+10FFFF
  * (F4 90.. and F5..FF). */
-static int utf8_seq(const uint8_t *t, size_t len, size_t i)
+int ss__utf8_seq(const uint8_t *t, size_t len, size_t i)
 {
     uint8_t c = t[i];
     uint8_t lo = 0x80, hi = 0xBF;
@@ -151,7 +151,7 @@ int ss_json_precheck(const uint8_t *text, size_t len, int max_depth)
     while (i < len) {
         uint8_t c = text[i];
         if (c >= 0x80 || c == 0) {
-            int n = utf8_seq(text, len, i);
+            int n = ss__utf8_seq(text, len, i);
             if (n < 0)
                 return n;
             i += (size_t)n;
