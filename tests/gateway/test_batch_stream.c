@@ -320,11 +320,13 @@ static void append(world *w, size_t len)
     for (size_t i = 1; i + 1 < len; i++)
         p[i] = (uint8_t)('a' + rnd(w, 26));
     p[len - 1] = '}';
-    int n = snprintf((char *)p + 1, len - 1, "%" PRIu64, seq);
-    if (n > 0 && (size_t)n + 1 < len - 1)
+    /* The sequence number and a ':' after the '{' when they fit. */
+    char digits[24];
+    int n = snprintf(digits, sizeof digits, "%" PRIu64, seq);
+    if (n > 0 && (size_t)n + 2 < len) {
+        memcpy(p + 1, digits, (size_t)n);
         p[1 + n] = ':';
-    else
-        p[len - 1] = '}';
+    }
     ASSERT_EQ(gw_journal_append(&w->node.journal, seq, ((ss_hlc_t)seq) << 16, p, len), 0);
 }
 
