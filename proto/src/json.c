@@ -154,6 +154,11 @@ int ss_json_precheck(const uint8_t *text, size_t len, int max_depth)
             int n = ss__utf8_seq(text, len, i);
             if (n < 0)
                 return n;
+            /* Valid UTF-8, but outside strings JSON is ASCII: cJSON would
+             * skip a byte order mark here and take the text, where the
+             * body's span scanner (and a strict peer) would not. */
+            if (!in_str)
+                return SS_EJSON;
             i += (size_t)n;
             continue;
         }
