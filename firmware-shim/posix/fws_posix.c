@@ -453,6 +453,80 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
     return 0;
 }
 
+/* The first address that takes a non-blocking connect (done or in
+ * progress); an address refused at once gives way to the next. A later
+ * failure (connect_done) is the caller's to retry: the next attempt starts
+ * from the first address again. */
+static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock **out)
+{
+    struct fws_posix *p = ctx;
+    char serv[8];
+    (void)snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, serv, &hints, &res);
+    if (g != 0)
+        return gai_map(g);
+    fws_sock *s = malloc(sizeof(*s));
+    if (s == NULL) {
+        freeaddrinfo(res);
+        return FWS_ENOMEM;
+    }
+    int rc = FWS_EADDR, fd = -1;
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            rc = fail(p, "socket", errno);
+            continue;
+        }
+        if (set_nonblock(fd) != 0) {
+            rc = fail(p, "fcntl", errno);
+        } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS ||
+                   errno == EINTR) {
+            rc = 0;
+            break;
+        } else {
+            rc = fail(p, "connect", errno);
+        }
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    s->fd = fd;
+    s->listener = 0;
+    *out = s;
+    return 0;
+}
+
+static int px_connect_done(void *ctx, fws_sock *s)
+{
+    if (s->listener)
+        return FWS_EINVAL;
+    struct pollfd pfd = { s->fd, POLLOUT, 0 };
+    int n = poll(&pfd, 1, 0);
+    if (n < 0)
+        return errno == EINTR ? FWS_EAGAIN : fail(ctx, "poll", errno);
+    if (n == 0)
+        return FWS_EAGAIN;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+        err = errno;
+    if (err != 0)
+        return fail(ctx, "connect", err);
+    int one = 1; /* as connect_one: frames are small, latency matters */
+    (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+}
+
 static int px_send(void *ctx, fws_sock *s, const void *buf, size_t len)
 {
     if (s->listener)
@@ -739,6 +813,8 @@ static const fws_ops posix_ops = {
     .poll = px_poll,
     .log = px_log,
     .sock_outq = px_sock_outq,
+    .connect_start = px_connect_start,
+    .connect_done = px_connect_done,
 };
 
 /* mkdir -p with mode 0700 for the components it creates, syncing each

@@ -294,6 +294,34 @@ int fws_connect(const fws *s, const char *host, uint16_t port, uint32_t timeout_
     return rc;
 }
 
+int fws_connect_start(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms,
+                      fws_sock **out)
+{
+    if (!HAS(s, connect_start) || !HAS(s, connect_done))
+        return fws_connect(s, host, port, timeout_ms, out);
+    if (out == NULL)
+        return FWS_EINVAL;
+    *out = NULL;
+    int rc = host_check(host, 0);
+    if (rc < 0)
+        return rc;
+    if (port == 0)
+        return FWS_EADDR;
+    rc = s->ops->connect_start(s->ctx, host, port, out);
+    if (rc < 0)
+        *out = NULL;
+    return rc;
+}
+
+int fws_connect_done(const fws *s, fws_sock *sock)
+{
+    if (sock == NULL)
+        return FWS_EINVAL;
+    if (!HAS(s, connect_start) || !HAS(s, connect_done))
+        return 0; /* fws_connect_start connected it already */
+    return s->ops->connect_done(s->ctx, sock);
+}
+
 int fws_send(const fws *s, fws_sock *sock, const void *buf, size_t len)
 {
     if (!HAS(s, send))

@@ -34,7 +34,7 @@
 #define SOFTWARE     "sitesync-gw 0.1.0 relay"
 
 enum { ST_FREE = 0, ST_HS, ST_HELLO, ST_WAITUP, ST_ACTIVE };
-enum { UP_DOWN = 0, UP_HS, UP_WELCOME, UP_ACTIVE };
+enum { UP_DOWN = 0, UP_CONN, UP_HS, UP_WELCOME, UP_ACTIVE };
 
 typedef struct dconn {
     gw_nbconn nb;
@@ -65,6 +65,7 @@ typedef struct certent {
 
 typedef struct upconn {
     gw_nbconn nb;
+    fws_sock *csock; /* UP_CONN: the socket still connecting (nb has none yet) */
     int state;
     ss_fdec dec;
     int64_t t0, last_rx, last_ping, next_try;
@@ -1042,6 +1043,9 @@ static void up_fail(gw_relay *r, int err, const char *why)
     fws_log(r->shim, FWS_LOG_WARN,
             "event=upstream_down err=%s reason=\"%s\" retry_in_ms=%u in_flight=%u",
             ss_err_name(err), why, d, u->nin);
+    if (u->csock)
+        fws_sock_close(r->shim, u->csock);
+    u->csock = NULL;
     gw_nb_close(&u->nb);
     ss_fdec_free(&u->dec);
     u->state = UP_DOWN;
@@ -1049,19 +1053,35 @@ static void up_fail(gw_relay *r, int err, const char *why)
     u->next_try = now + d;
 }
 
+/* The TCP connect does not wait in the loop (a black-holed uplink used to
+ * stop the hub serving its sites for up to 3 s per attempt): it is started
+ * here, polled for writability by turn() and finished in up_step(), within
+ * handshake_timeout_ms. A shim without non-blocking connects connects here,
+ * waiting at most 3 s, as before. */
 static void up_connect(gw_relay *r)
 {
     upconn *u = &r->up;
     fws_sock *s = NULL;
     uint32_t to = r->cfg.handshake_timeout_ms < 3000 ? r->cfg.handshake_timeout_ms : 3000;
-    int rc = fws_connect(r->shim, r->cfg.up_host, r->cfg.up_port, to, &s);
+    int rc = fws_connect_start(r->shim, r->cfg.up_host, r->cfg.up_port, to, &s);
     if (rc < 0) {
         up_fail(r, gw_map_net_err(rc), "connect");
         return;
     }
-    rc = gw_nb_start(&u->nb, r->shim, s, &r->up_tls.conf,
-                     r->up_tls.name_is_ip ? NULL : r->up_tls.server_name,
-                     (size_t)r->cfg.hub.max_envelope * 2 + 65536);
+    u->csock = s;
+    u->state = UP_CONN;
+    u->t0 = fws_mono_ms(r->shim);
+}
+
+/* The TCP connection is up: TLS starts on it. */
+static void up_connected(gw_relay *r)
+{
+    upconn *u = &r->up;
+    fws_sock *s = u->csock;
+    u->csock = NULL; /* the nb connection owns it from here, even on failure */
+    int rc = gw_nb_start(&u->nb, r->shim, s, &r->up_tls.conf,
+                         r->up_tls.name_is_ip ? NULL : r->up_tls.server_name,
+                         (size_t)r->cfg.hub.max_envelope * 2 + 65536);
     if (rc < 0) {
         up_fail(r, rc, "tls setup");
         return;
@@ -1396,6 +1416,21 @@ static void up_step(gw_relay *r, int stopping)
         if (u->state == UP_DOWN)
             return;
     }
+    if (u->state == UP_CONN) {
+        int rc = fws_connect_done(r->shim, u->csock);
+        if (rc == FWS_EAGAIN) {
+            if (now - u->t0 > (int64_t)r->cfg.handshake_timeout_ms)
+                up_fail(r, SS_ETIMEDOUT, "connect timeout");
+            return;
+        }
+        if (rc < 0) {
+            up_fail(r, gw_map_net_err(rc), "connect");
+            return;
+        }
+        up_connected(r);
+        if (u->state != UP_HS)
+            return;
+    }
     if (u->state == UP_HS) {
         int rc = gw_nb_handshake(&u->nb);
         if (rc < 0) {
@@ -1629,6 +1664,9 @@ void gw_relay_destroy(gw_relay *r)
     for (uint32_t i = 0; r->conns && i < r->cfg.max_conns; i++)
         if (r->conns[i].state != ST_FREE)
             dconn_close(r, &r->conns[i], "shutdown");
+    if (r->up.csock)
+        fws_sock_close(r->shim, r->up.csock);
+    r->up.csock = NULL;
     gw_nb_close(&r->up.nb);
     ss_fdec_free(&r->up.dec);
     if (r->listener)
@@ -1695,7 +1733,12 @@ static int turn(gw_relay *r, int stopping, uint32_t wait_ms)
         n++;
     }
     int upi = -1;
-    if (r->up.state != UP_DOWN && r->up.nb.sock) {
+    if (r->up.state == UP_CONN) {
+        upi = n;
+        r->pfd[n].sock = r->up.csock;
+        r->pfd[n].events = FWS_POLL_OUT;
+        n++;
+    } else if (r->up.state != UP_DOWN && r->up.nb.sock) {
         upi = n;
         r->pfd[n].sock = r->up.nb.sock;
         r->pfd[n].events = FWS_POLL_IN | (gw_nb_want_write(&r->up.nb) ? FWS_POLL_OUT : 0);

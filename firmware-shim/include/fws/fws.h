@@ -136,6 +136,14 @@ typedef struct fws_ops {
      * a peer that never reads otherwise fills kernel buffers of megabytes
      * before the relay's own queue grows. FWS_ENOTSUP where unknown. */
     int (*sock_outq)(void *ctx, fws_sock *s, size_t *out);
+    /* Starts a connection without waiting for it, so that an event loop
+     * (the hub's) keeps serving while the upstream link is slow or black-
+     * holed. Returns 0 with *out connecting (poll it for FWS_POLL_OUT, then
+     * ask connect_done) or the errors of connect. */
+    int (*connect_start)(void *ctx, const char *host, uint16_t port, fws_sock **out);
+    /* 0 once connected, FWS_EAGAIN while still connecting, or
+     * FWS_ECONNREFUSED / FWS_EIO (close the socket). Never blocks. */
+    int (*connect_done)(void *ctx, fws_sock *s);
 } fws_ops;
 
 /* A shim instance: the ops and their context. */
@@ -170,6 +178,13 @@ int fws_list(const fws *s, int (*cb)(void *arg, const char *name), void *arg);
 int fws_write_atomic(const fws *s, const char *name, const void *buf, size_t len);
 
 int fws_connect(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms, fws_sock **out);
+/* Starts a connection (connect_start); a shim without it connects here,
+ * waiting up to timeout_ms, and the socket is then already connected. The
+ * caller polls *out for FWS_POLL_OUT and calls fws_connect_done until it
+ * stops answering FWS_EAGAIN, bounding the wait itself. */
+int fws_connect_start(const fws *s, const char *host, uint16_t port, uint32_t timeout_ms,
+                      fws_sock **out);
+int fws_connect_done(const fws *s, fws_sock *sock);
 int fws_send(const fws *s, fws_sock *sock, const void *buf, size_t len);
 /* Sends all len bytes, waiting (poll) up to timeout_ms in total. Returns 0,
  * FWS_ETIMEDOUT (part may have been sent) or the send error. */
