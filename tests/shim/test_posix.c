@@ -3,7 +3,10 @@
 #include "fws/posix.h"
 #include "ss_test.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -384,6 +387,81 @@ TEST(connect_to_closed_port_refused)
     fws_posix_destroy(px);
 }
 
+/* The hub's upstream connect: started without waiting, finished by polling
+ * for writability; a refused port fails in connect_done (or at once), and a
+ * connect the network black-holes stays FWS_EAGAIN instead of blocking. */
+TEST(connect_start_does_not_wait)
+{
+    fws_posix_config cfg = { NULL, FWS_LOG_ERROR, "test" };
+    fws_posix *px = NULL;
+    fws s;
+    ASSERT_EQ(fws_posix_new(&cfg, &px, &s), 0);
+    fws_sock *l = NULL, *c = NULL;
+    uint16_t port = 0;
+    ASSERT_EQ(fws_listen(&s, "127.0.0.1", 0, &l, &port), 0);
+    ASSERT_EQ(fws_connect_start(&s, "127.0.0.1", port, 2000, &c), 0);
+    int rc = FWS_EAGAIN;
+    for (int i = 0; i < 200 && rc == FWS_EAGAIN; i++) {
+        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
+        (void)fws_poll(&s, &p, 1, 10);
+        rc = fws_connect_done(&s, c);
+    }
+    ASSERT_EQ(rc, 0);
+    fws_sock *srv = accept_one(&s, l, NULL, 0);
+    ASSERT_EQ(fws_send_all(&s, c, "x", 1, 2000), 0);
+    char b;
+    ASSERT_EQ(fws_recv(&s, srv, &b, 1, 2000), 1);
+    ASSERT_EQ(b, 'x');
+    fws_sock_close(&s, srv);
+    fws_sock_close(&s, c);
+    fws_sock_close(&s, l);
+
+    /* A port that was free a moment ago: refused. */
+    ASSERT_EQ(fws_listen(&s, "127.0.0.1", 0, &l, &port), 0);
+    fws_sock_close(&s, l);
+    c = NULL;
+    rc = fws_connect_start(&s, "127.0.0.1", port, 2000, &c);
+    for (int i = 0; i < 200 && rc == 0; i++) {
+        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
+        (void)fws_poll(&s, &p, 1, 10);
+        rc = fws_connect_done(&s, c);
+        if (rc == FWS_EAGAIN)
+            rc = 0;
+        else if (rc == 0)
+            break;
+    }
+    ASSERT_EQ(rc, FWS_ECONNREFUSED);
+    if (c)
+        fws_sock_close(&s, c);
+    ASSERT_EQ(fws_connect_start(&s, "", port, 2000, &c), FWS_EADDR);
+
+    /* A listener with a backlog of 0 and its one queue slot taken: the
+     * kernel drops further SYNs, so a connect neither succeeds nor fails. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(lfd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    ASSERT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ASSERT_EQ(listen(lfd, 0), 0);
+    ASSERT_EQ(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+    port = ntohs(a.sin_port);
+    fws_sock *held = NULL;
+    ASSERT_EQ(fws_connect(&s, "127.0.0.1", port, 2000, &held), 0);
+    int64_t t0 = fws_mono_ms(&s);
+    ASSERT_EQ(fws_connect_start(&s, "127.0.0.1", port, 2000, &c), 0);
+    ASSERT_LT(fws_mono_ms(&s) - t0, 1000);
+    fws_pollfd p = { c, FWS_POLL_OUT, 0 };
+    ASSERT_EQ(fws_poll(&s, &p, 1, 300), 0);
+    ASSERT_EQ(fws_connect_done(&s, c), FWS_EAGAIN);
+    fws_sock_close(&s, c);
+    fws_sock_close(&s, held);
+    close(lfd);
+    fws_posix_destroy(px);
+}
+
 TEST(recv_times_out)
 {
     fws_posix_config cfg = { NULL, FWS_LOG_ERROR, "test" };
@@ -520,6 +598,7 @@ TEST(strerror_covers_every_code)
 
 #define POSIX_TESTS                                 \
     SS_TEST_ENTRY(storage_round_trip)               \
+    SS_TEST_ENTRY(connect_start_does_not_wait)      \
     SS_TEST_ENTRY(atomic_write_replaces_whole_file) \
     SS_TEST_ENTRY(list_names_only_plain_files)      \
     SS_TEST_ENTRY(rename_replaces_target)           \
