@@ -363,6 +363,20 @@ static int gai_map(int rc)
     return rc == EAI_MEMORY ? FWS_ENOMEM : FWS_EADDR;
 }
 
+/* The addresses of host:port for a TCP connect; 0 or an FWS error. */
+static int resolve(const char *host, uint16_t port, struct addrinfo **res)
+{
+    char serv[8];
+    (void)snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int g = getaddrinfo(host, serv, &hints, res);
+    return g != 0 ? gai_map(g) : 0;
+}
+
 /* One non-blocking connect attempt, waiting at most until deadline. */
 static int connect_one(struct fws_posix *p, const struct addrinfo *ai, int64_t deadline,
                        int *out_fd)
@@ -417,17 +431,10 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
                       fws_sock **out)
 {
     struct fws_posix *p = ctx;
-    char serv[8];
-    (void)snprintf(serv, sizeof(serv), "%u", (unsigned)port);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
     struct addrinfo *res = NULL;
-    int g = getaddrinfo(host, serv, &hints, &res);
+    int g = resolve(host, port, &res);
     if (g != 0)
-        return gai_map(g);
+        return g;
     fws_sock *s = malloc(sizeof(*s));
     if (s == NULL) {
         freeaddrinfo(res);
@@ -460,17 +467,10 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
 static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock **out)
 {
     struct fws_posix *p = ctx;
-    char serv[8];
-    (void)snprintf(serv, sizeof(serv), "%u", (unsigned)port);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
     struct addrinfo *res = NULL;
-    int g = getaddrinfo(host, serv, &hints, &res);
+    int g = resolve(host, port, &res);
     if (g != 0)
-        return gai_map(g);
+        return g;
     fws_sock *s = malloc(sizeof(*s));
     if (s == NULL) {
         freeaddrinfo(res);
