@@ -48,6 +48,9 @@ struct fws_file {
 struct fws_sock {
     int fd;
     int listener;
+    /* connect_start until connected: the addresses, and the next to try */
+    struct addrinfo *ai_head;
+    const struct addrinfo *ai_next;
 };
 
 /* --- errors --- */
@@ -435,7 +438,7 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
     int g = resolve(host, port, &res);
     if (g != 0)
         return g;
-    fws_sock *s = malloc(sizeof(*s));
+    fws_sock *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         freeaddrinfo(res);
         return FWS_ENOMEM;
@@ -460,25 +463,15 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
     return 0;
 }
 
-/* The first address that takes a non-blocking connect (done or in
- * progress); an address refused at once gives way to the next. A later
- * failure (connect_done) is the caller's to retry: the next attempt starts
- * from the first address again. */
-static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock **out)
+/* Starts a non-blocking connect on the first address from ai on that takes
+ * one (done or in progress); an address refused at once gives way to the
+ * next. Sets s->fd and s->ai_next (where connect_done goes on if this one
+ * fails later). */
+static int start_from(struct fws_posix *p, fws_sock *s, const struct addrinfo *ai)
 {
-    struct fws_posix *p = ctx;
-    struct addrinfo *res = NULL;
-    int g = resolve(host, port, &res);
-    if (g != 0)
-        return g;
-    fws_sock *s = malloc(sizeof(*s));
-    if (s == NULL) {
-        freeaddrinfo(res);
-        return FWS_ENOMEM;
-    }
-    int rc = FWS_EADDR, fd = -1;
-    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    int rc = FWS_EADDR;
+    for (; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
         if (fd < 0) {
             rc = fail(p, "socket", errno);
             continue;
@@ -487,25 +480,43 @@ static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock
             rc = fail(p, "fcntl", errno);
         } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS ||
                    errno == EINTR) {
-            rc = 0;
-            break;
+            s->fd = fd;
+            s->ai_next = ai->ai_next;
+            return 0;
         } else {
             rc = fail(p, "connect", errno);
         }
         close(fd);
-        fd = -1;
     }
-    freeaddrinfo(res);
+    return rc;
+}
+
+static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock **out)
+{
+    struct fws_posix *p = ctx;
+    struct addrinfo *res = NULL;
+    int g = resolve(host, port, &res);
+    if (g != 0)
+        return g;
+    fws_sock *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        freeaddrinfo(res);
+        return FWS_ENOMEM;
+    }
+    int rc = start_from(p, s, res);
     if (rc < 0) {
+        freeaddrinfo(res);
         free(s);
         return rc;
     }
-    s->fd = fd;
-    s->listener = 0;
+    s->ai_head = res; /* kept until connected: a refusal moves to the next */
     *out = s;
     return 0;
 }
 
+/* On Linux even a loopback refusal shows here, not in connect(): a name
+ * whose first address refuses (localhost as ::1 before 127.0.0.1) must go
+ * on to the next, as the blocking connect does. */
 static int px_connect_done(void *ctx, fws_sock *s)
 {
     if (s->listener)
@@ -520,8 +531,22 @@ static int px_connect_done(void *ctx, fws_sock *s)
     socklen_t el = sizeof(err);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
         err = errno;
-    if (err != 0)
-        return fail(ctx, "connect", err);
+    if (err != 0) {
+        int rc = fail(ctx, "connect", err);
+        if (s->ai_next) {
+            int fd = s->fd;
+            if (start_from(ctx, s, s->ai_next) == 0) {
+                close(fd);
+                return FWS_EAGAIN;
+            }
+            s->ai_next = NULL;
+        }
+        return rc;
+    }
+    if (s->ai_head)
+        freeaddrinfo(s->ai_head);
+    s->ai_head = NULL;
+    s->ai_next = NULL;
     int one = 1; /* as connect_one: frames are small, latency matters */
     (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return 0;
@@ -575,6 +600,8 @@ static void px_sock_close(void *ctx, fws_sock *s)
 {
     (void)ctx;
     close(s->fd);
+    if (s->ai_head)
+        freeaddrinfo(s->ai_head);
     free(s);
 }
 
@@ -609,7 +636,7 @@ static int px_listen(void *ctx, const char *host, uint16_t port, fws_sock **out,
     int g = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, &res);
     if (g != 0)
         return gai_map(g);
-    fws_sock *s = malloc(sizeof(*s));
+    fws_sock *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         freeaddrinfo(res);
         return FWS_ENOMEM;
@@ -663,7 +690,7 @@ static int px_accept(void *ctx, fws_sock *l, fws_sock **out, char *peer, size_t 
     struct fws_posix *p = ctx;
     if (!l->listener)
         return FWS_EINVAL;
-    fws_sock *s = malloc(sizeof(*s));
+    fws_sock *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return FWS_ENOMEM;
     struct sockaddr_storage ss;
