@@ -231,6 +231,8 @@ static long array_spans(const uint8_t *t, size_t len, body_item *items, uint32_t
 
 /* Every scan function returns 0, SCAN_NO (declined) or SS_ENOMEM. */
 #define SCAN_NO 1
+/* Fewer bytes than the shortest change the scan accepts. */
+#define SCAN_MIN_CHANGE 64
 
 typedef struct scan {
     const uint8_t *t;
@@ -472,6 +474,11 @@ static int scan_change(scan *p, uint64_t want_seq, ss_change *ch)
 static int body_direct(const ss_envelope *env, ss_body **out)
 {
     uint32_t n = env->count;
+    /* Every change the scan takes is over 90 bytes (seven members, a 16-digit
+     * hlc): a header promising more changes than the body could hold is the
+     * cJSON path's to refuse, before a table of count items is allocated. */
+    if ((uint64_t)n * SCAN_MIN_CHANGE > env->body_len)
+        return SCAN_NO;
     ss_body *b = ss_malloc(sizeof(*b) + (size_t)n * sizeof(b->items[0]));
     if (!b)
         return SS_ENOMEM;
