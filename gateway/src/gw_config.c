@@ -162,6 +162,12 @@ int gw_config_load_json(gw_config *c, const char *text, size_t len, char *msg, s
 {
     cJSON *root = NULL;
     ss_verr verr;
+    /* A file saved with a UTF-8 byte order mark (some editors write one) is
+     * still the operator's JSON; on the wire a BOM is refused. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     int rc = ss_json_parse((const uint8_t *)text, len, SS_JSON_MAX_DEPTH, &root, &verr);
     if (rc < 0) {
         snprintf(msg, cap, "config file: %s", verr.msg);

@@ -105,7 +105,7 @@ uint32_t gw_crc32c(uint32_t crc, const void *buf, size_t len)
 #ifdef GW_CRC_X86
     if (__builtin_cpu_supports("sse4.2"))
         return crc_sse42(crc, buf, len);
-#elif GW_CRC_ARM
+#elif defined(GW_CRC_ARM)
     return crc_armv8(crc, buf, len);
 #endif
     return gw_crc32c_table(crc, buf, len);

@@ -64,6 +64,17 @@ gw() {
 }
 admin() { "$ADMIN" --db "$DB" "$@"; }
 
+step "config file, with and without a UTF-8 byte order mark"
+printf '{"batch_max": 77}' >"$T/cfg.json"
+printf '\357\273\277{"batch_max": 78}' >"$T/cfg-bom.json"
+"$GW" --config "$T/cfg.json" --print-config 2>&1 | grep -q "^batch_max *= 77 " ||
+    fail "config file not applied"
+"$GW" --config "$T/cfg-bom.json" --print-config 2>&1 | grep -q "^batch_max *= 78 " ||
+    fail "config file with a BOM not applied"
+printf '{"batch_max": 79} x' >"$T/cfg-bad.json"
+"$GW" --config "$T/cfg-bad.json" --print-config >"$T/out" 2>&1 && fail "trailing data accepted"
+grep -q "trailing data" "$T/out" || fail "config error message: $(cat "$T/out")"
+
 step "$N incidents recorded while the daemon is down"
 PORT=1 # nothing listens there: the link fails, the data stays
 for i in $(seq 1 "$N"); do
