@@ -339,6 +339,7 @@ int sd_sig_verify(sd_sig *s, const ss_envelope *env, int64_t now_ms, sd_sig_resu
     uint8_t digest[32];
     unsigned int dlen = 0;
     EVP_PKEY *pkey = NULL;
+    EVP_MD_CTX *md = NULL;
     int rc;
     memset(res, 0, sizeof *res);
     if (!(env->flags & SS_ENV_FLAG_SIGNED)) {
@@ -392,7 +393,6 @@ int sd_sig_verify(sd_sig *s, const ss_envelope *env, int64_t now_ms, sd_sig_resu
         int cacheable = 0;
         rc = check_cert(store, sig.cert, sig.cert_len, now_s, &pkey, &res->origin, &from, &until,
                         &cacheable, res->reason, sizeof res->reason);
-        X509_STORE_free(store);
         if (until > crl_next)
             until = crl_next;
         ss_ident *keep = NULL;
@@ -402,6 +402,8 @@ int sd_sig_verify(sd_sig *s, const ss_envelope *env, int64_t now_ms, sd_sig_resu
                 *keep = res->origin;
         }
         pthread_mutex_lock(&s->mu);
+        /* Dropped under the lock, as the key at the end. */
+        X509_STORE_free(store);
         /* Only a verdict made against the store still in force is kept. */
         if (s->cap && gen == s->gen && (rc == 0 ? keep != NULL : cacheable) &&
             (rc == 0 || rc == SS_ECERT || rc == SS_EREVOKED)) {
@@ -434,7 +436,6 @@ int sd_sig_verify(sd_sig *s, const ss_envelope *env, int64_t now_ms, sd_sig_resu
 
     /* A good certificate of another node: a relay (or anyone) presenting
      * one origin's certificate for another origin's envelope. */
-    EVP_MD_CTX *md = NULL;
     if (strcmp(res->origin.node, env->origin) != 0) {
         snprintf(res->reason, sizeof res->reason,
                  "origin certificate names node %s, not the envelope origin %s", res->origin.node,
@@ -459,10 +460,15 @@ int sd_sig_verify(sd_sig *s, const ss_envelope *env, int64_t now_ms, sd_sig_resu
     }
 done:
     ERR_clear_error();
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(pkey);
 count:
     pthread_mutex_lock(&s->mu);
+    /* This thread's references to the key (and, above, to the store) are
+     * dropped under the lock that a reload takes to free the cache's:
+     * libcrypto's reference counts are atomics that ThreadSanitizer cannot
+     * see (OpenSSL is not instrumented), and the lock makes the order of this
+     * thread's last use and the other thread's free visible to it. */
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(pkey);
     if (rc == 0)
         s->st.verified++;
     else
