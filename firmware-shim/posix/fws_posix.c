@@ -366,8 +366,9 @@ static int gai_map(int rc)
     return rc == EAI_MEMORY ? FWS_ENOMEM : FWS_EADDR;
 }
 
-/* The addresses of host:port for a TCP connect; 0 or an FWS error. */
-static int resolve(const char *host, uint16_t port, struct addrinfo **res)
+/* The addresses of host:port for a TCP connect, and a zeroed socket for
+ * it; 0 or an FWS error (then neither). */
+static int resolve(const char *host, uint16_t port, struct addrinfo **res, fws_sock **sock)
 {
     char serv[8];
     (void)snprintf(serv, sizeof(serv), "%u", (unsigned)port);
@@ -377,7 +378,15 @@ static int resolve(const char *host, uint16_t port, struct addrinfo **res)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     int g = getaddrinfo(host, serv, &hints, res);
-    return g != 0 ? gai_map(g) : 0;
+    if (g != 0)
+        return gai_map(g);
+    *sock = calloc(1, sizeof(**sock));
+    if (*sock == NULL) {
+        freeaddrinfo(*res);
+        *res = NULL;
+        return FWS_ENOMEM;
+    }
+    return 0;
 }
 
 /* One non-blocking connect attempt, waiting at most until deadline. */
@@ -435,14 +444,10 @@ static int px_connect(void *ctx, const char *host, uint16_t port, uint32_t timeo
 {
     struct fws_posix *p = ctx;
     struct addrinfo *res = NULL;
-    int g = resolve(host, port, &res);
+    fws_sock *s = NULL;
+    int g = resolve(host, port, &res, &s);
     if (g != 0)
         return g;
-    fws_sock *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        freeaddrinfo(res);
-        return FWS_ENOMEM;
-    }
     int64_t deadline = ts_ms(CLOCK_MONOTONIC) + timeout_ms;
     int rc = FWS_EADDR;
     int fd = -1;
@@ -495,14 +500,10 @@ static int px_connect_start(void *ctx, const char *host, uint16_t port, fws_sock
 {
     struct fws_posix *p = ctx;
     struct addrinfo *res = NULL;
-    int g = resolve(host, port, &res);
+    fws_sock *s = NULL;
+    int g = resolve(host, port, &res, &s);
     if (g != 0)
         return g;
-    fws_sock *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        freeaddrinfo(res);
-        return FWS_ENOMEM;
-    }
     int rc = start_from(p, s, res);
     if (rc < 0) {
         freeaddrinfo(res);

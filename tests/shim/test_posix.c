@@ -387,6 +387,19 @@ TEST(connect_to_closed_port_refused)
     fws_posix_destroy(px);
 }
 
+/* Polls a connect_start socket until connect_done stops answering
+ * FWS_EAGAIN (at most about 2 s). */
+static int connect_wait(const fws *s, fws_sock *c)
+{
+    int rc = FWS_EAGAIN;
+    for (int i = 0; i < 200 && rc == FWS_EAGAIN; i++) {
+        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
+        (void)fws_poll(s, &p, 1, 10);
+        rc = fws_connect_done(s, c);
+    }
+    return rc;
+}
+
 /* The hub's upstream connect: started without waiting, finished by polling
  * for writability; a refused port fails in connect_done (or at once), and a
  * connect the network black-holes stays FWS_EAGAIN instead of blocking. */
@@ -400,13 +413,7 @@ TEST(connect_start_does_not_wait)
     uint16_t port = 0;
     ASSERT_EQ(fws_listen(&s, "127.0.0.1", 0, &l, &port), 0);
     ASSERT_EQ(fws_connect_start(&s, "127.0.0.1", port, 2000, &c), 0);
-    int rc = FWS_EAGAIN;
-    for (int i = 0; i < 200 && rc == FWS_EAGAIN; i++) {
-        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
-        (void)fws_poll(&s, &p, 1, 10);
-        rc = fws_connect_done(&s, c);
-    }
-    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(connect_wait(&s, c), 0);
     fws_sock *srv = accept_one(&s, l, NULL, 0);
     ASSERT_EQ(fws_send_all(&s, c, "x", 1, 2000), 0);
     char b;
@@ -419,13 +426,7 @@ TEST(connect_start_does_not_wait)
      * IPv4 only) and connect_done must go on to the next address rather than
      * fail; elsewhere this is one more plain connect. */
     ASSERT_EQ(fws_connect_start(&s, "localhost", port, 2000, &c), 0);
-    rc = FWS_EAGAIN;
-    for (int i = 0; i < 200 && rc == FWS_EAGAIN; i++) {
-        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
-        (void)fws_poll(&s, &p, 1, 10);
-        rc = fws_connect_done(&s, c);
-    }
-    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(connect_wait(&s, c), 0);
     fws_sock_close(&s, accept_one(&s, l, NULL, 0));
     fws_sock_close(&s, c);
     fws_sock_close(&s, l);
@@ -434,16 +435,9 @@ TEST(connect_start_does_not_wait)
     ASSERT_EQ(fws_listen(&s, "127.0.0.1", 0, &l, &port), 0);
     fws_sock_close(&s, l);
     c = NULL;
-    rc = fws_connect_start(&s, "127.0.0.1", port, 2000, &c);
-    for (int i = 0; i < 200 && rc == 0; i++) {
-        fws_pollfd p = { c, FWS_POLL_OUT, 0 };
-        (void)fws_poll(&s, &p, 1, 10);
-        rc = fws_connect_done(&s, c);
-        if (rc == FWS_EAGAIN)
-            rc = 0;
-        else if (rc == 0)
-            break;
-    }
+    int rc = fws_connect_start(&s, "127.0.0.1", port, 2000, &c);
+    if (rc == 0)
+        rc = connect_wait(&s, c); /* refused later, or at once */
     ASSERT_EQ(rc, FWS_ECONNREFUSED);
     if (c)
         fws_sock_close(&s, c);
