@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "proto/err.h"
+#include "proto/hlc.h"
 #include "sd/admin.h"
 #include "sd_store_internal.h"
 
@@ -243,17 +244,6 @@ int sd_audit_head_format(const sd_audit_head *h, char *buf, size_t cap)
     return 2 * SD_HASH_LEN + n;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int sd_audit_head_parse(const char *text, sd_audit_head *h)
 {
     if (!text || !h)
@@ -262,7 +252,7 @@ int sd_audit_head_parse(const char *text, sd_audit_head *h)
     if (strlen(text) < 2 * SD_HASH_LEN + 2 || text[2 * SD_HASH_LEN] != ':')
         return SS_EINVAL;
     for (int i = 0; i < SD_HASH_LEN; i++) {
-        int a = hexval(text[2 * i]), b = hexval(text[2 * i + 1]);
+        int a = ss_hex_digit(text[2 * i]), b = ss_hex_digit(text[2 * i + 1]);
         if (a < 0 || b < 0)
             return SS_EINVAL;
         h->hash[i] = (uint8_t)(a << 4 | b);

@@ -85,7 +85,7 @@ int ss_hlc_format(ss_hlc_t h, char *buf, size_t cap)
     return SS_HLC_TEXT_LEN;
 }
 
-static int hexval(char ch)
+int ss_hex_digit(int ch)
 {
     if (ch >= '0' && ch <= '9')
         return ch - '0';
@@ -103,7 +103,7 @@ int ss_hlc_parse(const char *s, size_t len, ss_hlc_t *out)
     if (!s || !out || len != SS_HLC_TEXT_LEN)
         return SS_EINVAL;
     for (size_t i = 0; i < len; i++) {
-        int d = hexval(s[i]);
+        int d = ss_hex_digit(s[i]);
         if (d < 0)
             return SS_EINVAL;
         v = (v << 4) | (ss_hlc_t)d;

@@ -8,6 +8,7 @@
 
 #include "proto/alloc.h"
 #include "proto/err.h"
+#include "proto/hlc.h"
 #include "proto/ident.h"
 #include "proto/json.h"
 #include "proto/schema.h"
@@ -20,17 +21,6 @@
 /* Above this many members an object's keys are sorted to find duplicates, so
  * a hostile object with thousands of keys costs n log n, not n^2. */
 #define DUPKEY_SORT_MIN 16
-
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Length of the valid UTF-8 sequence at t[i], or SS_EUTF8 / SS_ENUL. The
  * ranges are RFC 3629's table: they exclude overlong forms (C0, C1, E0 80..9F,
@@ -81,7 +71,7 @@ static int read_u4(const uint8_t *t, size_t len, size_t i, unsigned *out)
     if (len - i < 4)
         return SS_EJSON;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(t[i + k]);
+        int h = ss_hex_digit(t[i + k]);
         if (h < 0)
             return SS_EJSON;
         v = (v << 4) | (unsigned)h;

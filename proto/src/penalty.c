@@ -19,6 +19,7 @@
 
 #include "proto/alloc.h"
 #include "proto/err.h"
+#include "proto/hlc.h"
 
 #define PROBE     8u
 #define MAX_SLOTS (1u << 20)
@@ -217,17 +218,6 @@ void ss_penalty_key_v6(ss_penalty_key *k, const uint8_t a[16])
     memcpy(k->b, a, 8); /* the /64 */
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Dotted-decimal IPv4, the whole of s. Leading zeros are refused: some
  * parsers read them as octal, and one address must have one key. */
 static int parse_v4(const char *s, uint8_t out[4])
@@ -264,7 +254,7 @@ static int parse_v6(const char *s, uint8_t out[16])
         const char *q = s;
         unsigned v = 0;
         int d;
-        while ((d = hexval(*q)) >= 0 && q - s < 5) {
+        while ((d = ss_hex_digit(*q)) >= 0 && q - s < 5) {
             v = v << 4 | (unsigned)d;
             q++;
         }

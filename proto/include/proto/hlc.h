@@ -60,6 +60,10 @@ int ss_hlc_recv(ss_hlc *c, ss_hlc_t remote, uint64_t now_ms, uint64_t max_ahead_
 int ss_hlc_format(ss_hlc_t h, char *buf, size_t cap);
 /* Parses exactly 16 hex chars (either case). Returns 0 or SS_EINVAL. */
 int ss_hlc_parse(const char *s, size_t len, ss_hlc_t *out);
+
+/* The value of one hexadecimal digit, either case, or -1: for the HLC's text
+ * and every other hex field (audit heads, \u escapes, IPv6 groups). */
+int ss_hex_digit(int c);
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ#cccc" (UTC) into buf (cap >= 31). */
 int ss_hlc_format_human(ss_hlc_t h, char *buf, size_t cap);
 
